@@ -145,3 +145,19 @@ type Store interface {
 	SessionStore
 	Close() error
 }
+
+// ReportStatus is what a reporting unit may learn about its own report.
+type ReportStatus struct {
+	ReportID     string       `json:"report_id"`
+	ViolationID  int64        `json:"id"`
+	Status       Status       `json:"status"`
+	RejectReason RejectReason `json:"reject_reason,omitempty"`
+	DecidedAt    time.Time    `json:"decided_at,omitzero"`
+	Points       int          `json:"points_applied,omitempty"`
+}
+
+// ReportStatusStore answers a reporting unit's question "what happened to
+// my reports?". Only reports by user are returned; unknown ids are left out.
+type ReportStatusStore interface {
+	ReportStatuses(ctx context.Context, user string, reportIDs []string) ([]ReportStatus, error)
+}
