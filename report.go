@@ -1,6 +1,7 @@
 package tes
 
 import (
+	"crypto/rand"
 	"strings"
 	"time"
 )
@@ -109,4 +110,30 @@ func (r *Report) Validate() error {
 		r.ReportID = id
 	}
 	return nil
+}
+
+// NewReportID returns a random, time-ordered UUID (version 7, RFC 9562)
+// for a report, so that resending it after a lost acknowledgement stores it
+// only once. Time order keeps the store's report_id index appending at its
+// end instead of writing a random page per report.
+func NewReportID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
+	}
+	ms := uint64(time.Now().UnixMilli())
+	for i := 0; i < 6; i++ {
+		b[i] = byte(ms >> (40 - 8*i))
+	}
+	b[6] = b[6]&0x0f | 0x70
+	b[8] = b[8]&0x3f | 0x80
+	const hex = "0123456789abcdef"
+	out := make([]byte, 0, 36)
+	for i, c := range b {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			out = append(out, '-')
+		}
+		out = append(out, hex[c>>4], hex[c&15])
+	}
+	return string(out)
 }

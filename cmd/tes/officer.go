@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/tes-traffic/tes/internal/officer"
+)
+
+// storeFlags adds --data, --db and --store-key-file, defaulting from
+// TES_DATA, TES_DB and TES_STORE_KEY_FILE.
+func storeFlags(fs *flag.FlagSet, env *Env) *officer.StoreConfig {
+	c := &officer.StoreConfig{}
+	fs.StringVar(&c.DataDir, "data", envOr(env, "TES_DATA", "tes-data"), "data directory: database, keys, initial admin password (env TES_DATA)")
+	fs.StringVar(&c.DB, "db", env.Getenv("TES_DB"), "database URL: empty or sqlite:PATH for SQLite in the data directory (env TES_DB)")
+	fs.StringVar(&c.KeyFile, "store-key-file", env.Getenv("TES_STORE_KEY_FILE"), "at-rest key file (default DATA/store.key, created at first start) (env TES_STORE_KEY_FILE)")
+	return c
+}
+
+type officerFlags struct {
+	store                            *officer.StoreConfig
+	listen, http                     string
+	logFormat, logLevel              string
+	maxConns, maxPerIP, maxHandshake int
+	handshakeTimeout, idleTimeout    time.Duration
+}
+
+func addOfficerFlags(fs *flag.FlagSet, env *Env) *officerFlags {
+	f := &officerFlags{store: storeFlags(fs, env)}
+	fs.StringVar(&f.listen, "listen", envOr(env, "TES_LISTEN", ":9999"), "TES/1 address for police clients (env TES_LISTEN)")
+	fs.StringVar(&f.http, "http", envOr(env, "TES_HTTP", ":5001"), "dashboard and /healthz address (env TES_HTTP)")
+	fs.StringVar(&f.logFormat, "log-format", envOr(env, "TES_LOG_FORMAT", "text"), "log format: text or json")
+	fs.StringVar(&f.logLevel, "log-level", envOr(env, "TES_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
+	fs.IntVar(&f.maxConns, "max-conns", 20000, "most open TES/1 connections")
+	fs.IntVar(&f.maxPerIP, "max-conns-per-ip", 2000, "most open TES/1 connections from one IP address")
+	fs.IntVar(&f.maxHandshake, "max-handshakes", 0, "most SESSION (RSA) decryptions at once (default 2 x CPUs)")
+	fs.DurationVar(&f.handshakeTimeout, "handshake-timeout", 15*time.Second, "time from connect to a successful LOGIN")
+	fs.DurationVar(&f.idleTimeout, "idle-timeout", 5*time.Minute, "time a logged-in connection may stay silent")
+	return f
+}
+
+func (f *officerFlags) config(env *Env) (officer.Config, error) {
+	log, err := newLogger(env.Stderr, f.logFormat, f.logLevel)
+	if err != nil {
+		return officer.Config{}, err
+	}
+	if f.listen == "" && f.http == "" {
+		return officer.Config{}, fmt.Errorf("both --listen and --http are empty: nothing to serve")
+	}
+	return officer.Config{
+		Store: *f.store, Listen: f.listen, HTTP: f.http, Log: log, Out: env.Stdout,
+		MaxConns: f.maxConns, MaxConnsPerIP: f.maxPerIP, MaxHandshakes: f.maxHandshake,
+		HandshakeTimeout: f.handshakeTimeout, IdleTimeout: f.idleTimeout,
+		UI: dashboard,
+	}, nil
+}
+
+// dashboard builds the officer web UI; replaced when the dashboard is built in.
+var dashboard func(*officer.Server) (http.Handler, error)
+
+func runOfficer(ctx context.Context, env *Env, args []string) error {
+	fs := newFlags(env, "officer", "[--data DIR] [--listen ADDR] [--http ADDR] [--db URL]")
+	f := addOfficerFlags(fs, env)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return exitError{2, fmt.Sprintf("unexpected argument %q (see --help)", fs.Arg(0))}
+	}
+	cfg, err := f.config(env)
+	if err != nil {
+		return err
+	}
+	srv, err := officer.Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	return srv.Run(ctx)
+}

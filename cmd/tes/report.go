@@ -1,0 +1,272 @@
+package main
+
+import (
+	"context"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tes-traffic/tes"
+	"github.com/tes-traffic/tes/internal/pins"
+	"github.com/tes-traffic/tes/internal/tes1"
+)
+
+// defaultPinsFile is where clients pin server keys: $TES_PINS, else
+// ~/.config/tes/known_servers.
+func defaultPinsFile(env *Env) string {
+	if v := env.Getenv("TES_PINS"); v != "" {
+		return v
+	}
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		dir = "."
+	}
+	return filepath.Join(dir, "tes", "known_servers")
+}
+
+func runReport(ctx context.Context, env *Env, args []string) error {
+	fs := newFlags(env, "report", "--server HOST:PORT --user NAME (--plate P --speed N | --csv FILE)")
+	server := fs.String("server", envOr(env, "TES_SERVER", "127.0.0.1:9999"), "officer server's TES/1 address (env TES_SERVER)")
+	user := fs.String("user", env.Getenv("TES_USER"), "user to log in as, a police or admin account (env TES_USER)")
+	pw := addPasswordFlag(fs)
+	pinsFile := fs.String("pins", defaultPinsFile(env), "known-servers file: the server key is pinned on first use (env TES_PINS)")
+	plate := fs.String("plate", "", "licence plate")
+	speed := fs.String("speed", "", "measured speed in km/h")
+	limit := fs.Int("speed-limit", 0, "speed limit at the location in km/h (optional)")
+	location := fs.String("location", "", "where it was observed (optional)")
+	observed := fs.String("observed-at", "", "when it was observed, RFC 3339 (optional; default now)")
+	csvFile := fs.String("csv", "", "send every row of this CSV file (- for stdin) over one session; columns plate,speed[,speed_limit,location,observed_at,report_id]")
+	timeout := fs.Duration("timeout", 30*time.Second, "time limit for each request")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *user == "" {
+		return exitError{2, "--user is required (a police or admin account)"}
+	}
+	var reports []*tes.Report
+	var lines []int
+	switch {
+	case *csvFile != "" && (*plate != "" || *speed != ""):
+		return exitError{2, "use either --csv or --plate/--speed, not both"}
+	case *csvFile != "":
+		var r io.Reader = env.Stdin
+		if *csvFile != "-" {
+			f, err := os.Open(*csvFile)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			r = f
+		}
+		var err error
+		if reports, lines, err = ReadCSV(r); err != nil {
+			return exitError{2, err.Error()}
+		}
+		if len(reports) == 0 {
+			return exitError{2, "the CSV file holds no reports"}
+		}
+	default:
+		if *plate == "" || *speed == "" {
+			return exitError{2, "--plate and --speed are required (or --csv FILE)"}
+		}
+		r, err := buildReport(*plate, *speed, strconv.Itoa(*limit), *location, *observed, "")
+		if err != nil {
+			return exitError{2, userMessage(err)}
+		}
+		reports, lines = []*tes.Report{r}, []int{0}
+	}
+	password, err := pw.read(env, "Password for "+*user+": ")
+	if err != nil {
+		return err
+	}
+	s := &sender{server: *server, user: *user, password: password, timeout: *timeout,
+		pins: pins.Open(*pinsFile), env: env}
+	defer s.close()
+	failed := 0
+	for i, r := range reports {
+		err := s.send(ctx, r)
+		where := ""
+		if lines[i] > 0 {
+			where = fmt.Sprintf("line %d: ", lines[i])
+		}
+		if err != nil {
+			failed++
+			fmt.Fprintf(env.Stderr, "FAILED %s%s %d km/h: %s\n", where, r.Plate, r.Speed, userMessage(err))
+			if pins.IsChanged(err) || isFatalLogin(err) {
+				failed += len(reports) - i - 1
+				break
+			}
+			continue
+		}
+		fmt.Fprintf(env.Stdout, "ok %s%s %d km/h (report %s)\n", where, r.Plate, r.Speed, r.ReportID)
+	}
+	if failed > 0 {
+		return exitError{1, fmt.Sprintf("%d of %d reports were NOT acknowledged", failed, len(reports))}
+	}
+	if len(reports) > 1 {
+		fmt.Fprintf(env.Stdout, "all %d reports acknowledged\n", len(reports))
+	}
+	return nil
+}
+
+func isFatalLogin(err error) bool {
+	return tes1.IsReply(err, tes1.ReplyBadLogin) || tes1.IsReply(err, tes1.ReplyTooManyAttempts) || tes1.IsReply(err, tes1.ReplyUnauthorized)
+}
+
+// sender keeps one session and reconnects once on a broken connection; a
+// resent report keeps its report_id, so the server stores it once.
+type sender struct {
+	server, user, password string
+	timeout                time.Duration
+	pins                   *pins.File
+	env                    *Env
+	c                      *tes1.Client
+}
+
+func (s *sender) connect(ctx context.Context) error {
+	c, err := tes1.Dial(ctx, s.server, tes1.ClientConfig{Pins: s.pins, Timeout: s.timeout})
+	if err != nil {
+		return err
+	}
+	if c.FirstUse {
+		fmt.Fprintf(s.env.Stderr, "Pinned the key of %s: %s (in %s)\n", s.server, c.Fingerprint, s.pins.Path)
+	}
+	if err := c.Login(ctx, s.user, s.password); err != nil {
+		c.Close()
+		return fmt.Errorf("login as %s: %w", s.user, err)
+	}
+	s.c = c
+	return nil
+}
+
+func (s *sender) send(ctx context.Context, r *tes.Report) error {
+	for attempt := 0; ; attempt++ {
+		if s.c == nil {
+			if err := s.connect(ctx); err != nil {
+				return err
+			}
+		}
+		err := s.c.Send(ctx, r)
+		var re *tes1.ReplyError
+		if err == nil || errors.As(err, &re) || attempt > 0 || ctx.Err() != nil {
+			return err
+		}
+		s.close() // broken connection: reconnect once and resend the same report_id
+	}
+}
+
+func (s *sender) close() {
+	if s.c != nil {
+		s.c.Close()
+		s.c = nil
+	}
+}
+
+func buildReport(plate, speed, limit, location, observed, reportID string) (*tes.Report, error) {
+	r := &tes.Report{Plate: plate, Location: location, ReportID: reportID}
+	n, err := strconv.Atoi(strings.TrimSpace(speed))
+	if err != nil {
+		return nil, tes.Errorf(tes.EINVALID, "Invalid speed %q: must be a whole number of km/h.", speed)
+	}
+	r.Speed = n
+	if limit = strings.TrimSpace(limit); limit != "" {
+		if r.SpeedLimit, err = strconv.Atoi(limit); err != nil {
+			return nil, tes.Errorf(tes.EINVALID, "Invalid speed limit %q: must be a whole number of km/h.", limit)
+		}
+	}
+	if observed = strings.TrimSpace(observed); observed != "" {
+		if r.ObservedAt, err = time.Parse(time.RFC3339, observed); err != nil {
+			return nil, tes.Errorf(tes.EINVALID, "Invalid observed time %q: use RFC 3339, e.g. 2026-01-02T15:04:05Z.", observed)
+		}
+	} else {
+		r.ObservedAt = time.Now().UTC().Truncate(time.Second)
+	}
+	if r.ReportID == "" {
+		r.ReportID = tes.NewReportID()
+	}
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// csvColumns are the columns ReadCSV knows, in positional order.
+var csvColumns = []string{"plate", "speed", "speed_limit", "location", "observed_at", "report_id"}
+
+// ReadCSV reads reports from CSV. A first row naming columns (plate, speed,
+// ...) sets their order; otherwise columns are positional. Every row is
+// validated before anything is sent; the first bad row is an error naming
+// its line. It returns each report's line number.
+func ReadCSV(r io.Reader) ([]*tes.Report, []int, error) {
+	cr := csv.NewReader(io.LimitReader(r, 64<<20))
+	cr.FieldsPerRecord = -1
+	cr.TrimLeadingSpace = true
+	cr.ReuseRecord = true
+	idx := map[string]int{}
+	for i, c := range csvColumns {
+		idx[c] = i
+	}
+	var out []*tes.Report
+	var lines []int
+	for first := true; ; first = false {
+		rec, err := cr.Read()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("CSV: %w", err)
+		}
+		line, _ := cr.FieldPos(0)
+		if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
+			continue
+		}
+		if first && strings.EqualFold(strings.TrimSpace(rec[0]), "plate") || first && containsFold(rec, "speed") {
+			idx = map[string]int{}
+			for i, h := range rec {
+				h = strings.ToLower(strings.TrimSpace(h))
+				if !containsFold(csvColumns, h) {
+					return nil, nil, fmt.Errorf("CSV line %d: unknown column %q (known: %s)", line, h, strings.Join(csvColumns, ", "))
+				}
+				idx[h] = i
+			}
+			if _, ok := idx["plate"]; !ok {
+				return nil, nil, fmt.Errorf("CSV line %d: the header has no plate column", line)
+			}
+			if _, ok := idx["speed"]; !ok {
+				return nil, nil, fmt.Errorf("CSV line %d: the header has no speed column", line)
+			}
+			continue
+		}
+		if len(out) >= 1_000_000 {
+			return nil, nil, fmt.Errorf("CSV line %d: at most 1,000,000 reports per run", line)
+		}
+		get := func(col string) string {
+			if i, ok := idx[col]; ok && i < len(rec) {
+				return rec[i]
+			}
+			return ""
+		}
+		rep, err := buildReport(get("plate"), get("speed"), get("speed_limit"), get("location"), get("observed_at"), get("report_id"))
+		if err != nil {
+			return nil, nil, fmt.Errorf("CSV line %d: %s", line, userMessage(err))
+		}
+		out = append(out, rep)
+		lines = append(lines, line)
+	}
+	return out, lines, nil
+}
+
+func containsFold(list []string, s string) bool {
+	for _, v := range list {
+		if strings.EqualFold(strings.TrimSpace(v), s) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,102 @@
+package tes1
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// DefaultMaxMessage bounds one message. The largest legitimate TES/1 message
+// (SESSION with a 4096-bit client key) is under 2 KiB.
+const DefaultMaxMessage = 64 << 10
+
+// Framing errors.
+var (
+	ErrTooLarge  = errors.New("tes1: message exceeds the size limit")
+	ErrMalformed = errors.New("tes1: malformed message stream")
+)
+
+// FrameReader splits a byte stream into top-level JSON objects without
+// decoding them, so that a message split over several TCP segments, or
+// several messages in one segment, are both read correctly. It never holds
+// more than max bytes of one message.
+type FrameReader struct {
+	r   *bufio.Reader
+	max int
+	buf []byte
+}
+
+// NewFrameReader reads frames from r; max <= 0 means DefaultMaxMessage.
+func NewFrameReader(r io.Reader, max int) *FrameReader {
+	if max <= 0 {
+		max = DefaultMaxMessage
+	}
+	return &FrameReader{r: bufio.NewReaderSize(r, 4096), max: max}
+}
+
+// Next returns the next frame: the bytes of one JSON object, from '{' to the
+// matching '}'. The slice is valid until the next call. Whitespace between
+// frames is skipped. It returns io.EOF at a clean end of stream,
+// io.ErrUnexpectedEOF inside a frame, ErrTooLarge past the limit and
+// ErrMalformed when the stream holds something other than an object.
+func (f *FrameReader) Next() ([]byte, error) {
+	f.buf = f.buf[:0]
+	// Skip whitespace before the frame.
+	for {
+		c, err := f.r.ReadByte()
+		if err != nil {
+			return nil, err
+		}
+		if c == ' ' || c == '\t' || c == '\n' || c == '\r' {
+			continue
+		}
+		if c != '{' {
+			return nil, fmt.Errorf("%w: expected '{', got %q", ErrMalformed, c)
+		}
+		f.buf = append(f.buf, c)
+		break
+	}
+	depth, inString, escaped := 1, false, false
+	for {
+		// Scan what is buffered in one go rather than byte by byte.
+		chunk, err := f.r.Peek(max(1, f.r.Buffered()))
+		if err != nil && len(chunk) == 0 {
+			if err == io.EOF {
+				return nil, io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+		for i, c := range chunk {
+			switch {
+			case inString:
+				if escaped {
+					escaped = false
+				} else if c == '\\' {
+					escaped = true
+				} else if c == '"' {
+					inString = false
+				}
+			case c == '"':
+				inString = true
+			case c == '{' || c == '[':
+				depth++
+			case c == '}' || c == ']':
+				depth--
+				if depth == 0 {
+					if len(f.buf)+i+1 > f.max {
+						return nil, ErrTooLarge
+					}
+					f.buf = append(f.buf, chunk[:i+1]...)
+					f.r.Discard(i + 1)
+					return f.buf, nil
+				}
+			}
+		}
+		if len(f.buf)+len(chunk) > f.max {
+			return nil, ErrTooLarge
+		}
+		f.buf = append(f.buf, chunk...)
+		f.r.Discard(len(chunk))
+	}
+}

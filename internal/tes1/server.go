@@ -1,0 +1,563 @@
+package tes1
+
+import (
+	"context"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/tes-traffic/tes"
+	"github.com/tes-traffic/tes/internal/auth"
+	"github.com/tes-traffic/tes/internal/legacy"
+	"github.com/tes-traffic/tes/internal/password"
+)
+
+// Authenticator checks credentials (internal/auth.Service).
+type Authenticator interface {
+	Authenticate(ctx context.Context, name, password string) (*tes.User, error)
+}
+
+// Ingester commits an item durably and sets its outcome (internal/ingest).
+type Ingester interface {
+	Submit(ctx context.Context, item *tes.IngestItem) error
+}
+
+// RefusalFunc is told about every refused report, for the audit log.
+type RefusalFunc func(user, remote, reason string)
+
+// Config configures a Server. Zero limits take the defaults below.
+type Config struct {
+	Key      *rsa.PrivateKey // the server's RSA identity (persisted by the caller)
+	Auth     Authenticator
+	Ingest   Ingester
+	Log      *slog.Logger
+	OnRefuse RefusalFunc
+	// Statuses answers the STATUS extension; nil disables it.
+	Statuses tes.ReportStatusStore
+
+	MaxMessage       int           // bytes per message; default 64 KiB
+	HandshakeTimeout time.Duration // accept to successful LOGIN; default 15 s
+	IdleTimeout      time.Duration // between requests after LOGIN; default 5 min
+	WriteTimeout     time.Duration // per reply; default 10 s
+	MaxConns         int           // open connections; default 20,000
+	MaxConnsPerIP    int           // default 2,000
+	MaxHandshakes    int           // concurrent RSA-OAEP decrypts; default 2 x GOMAXPROCS
+	MaxLoginFailures int           // per connection before it is closed; default 5
+	Now              func() time.Time
+}
+
+// Server is a TES/1 officer server.
+type Server struct {
+	cfg       Config
+	handshake []byte // the HANDSHAKE message, built once
+	fp        string
+	hsSem     chan struct{}
+	Stats     Stats
+
+	mu      sync.Mutex
+	ln      []net.Listener
+	conns   map[*conn]struct{}
+	perIP   map[string]int
+	closing atomic.Bool
+	wg      sync.WaitGroup
+}
+
+// NewServer checks cfg and prepares the HANDSHAKE bytes.
+func NewServer(cfg Config) (*Server, error) {
+	if cfg.Key == nil || cfg.Auth == nil || cfg.Ingest == nil {
+		return nil, errors.New("tes1: server needs a key, an authenticator and an ingester")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defd := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&cfg.MaxMessage, DefaultMaxMessage)
+	defd(&cfg.HandshakeTimeout, 15*time.Second)
+	defd(&cfg.IdleTimeout, 5*time.Minute)
+	defd(&cfg.WriteTimeout, 10*time.Second)
+	def(&cfg.MaxConns, 20000)
+	def(&cfg.MaxConnsPerIP, 2000)
+	def(&cfg.MaxHandshakes, 2*max(1, runtime.GOMAXPROCS(0)))
+	def(&cfg.MaxLoginFailures, 5)
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	pemText := legacy.MarshalPublicKeyPEM(&cfg.Key.PublicKey)
+	_, der, err := legacy.ParsePublicKeyPEM(pemText)
+	if err != nil {
+		return nil, fmt.Errorf("tes1: server key: %w", err)
+	}
+	s := &Server{
+		cfg:       cfg,
+		handshake: AppendMessage(nil, TypeHandshake, pemText, ""),
+		fp:        legacy.Fingerprint(der),
+		hsSem:     make(chan struct{}, cfg.MaxHandshakes),
+		conns:     map[*conn]struct{}{},
+		perIP:     map[string]int{},
+	}
+	return s, nil
+}
+
+// Fingerprint is the SHA-256 fingerprint of the server's public key, the
+// value clients pin.
+func (s *Server) Fingerprint() string { return s.fp }
+
+// Serve accepts connections on ln until Shutdown; it returns nil after a
+// Shutdown and the accept error otherwise.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		return nil
+	}
+	s.ln = append(s.ln, ln)
+	s.mu.Unlock()
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if s.closing.Load() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.cfg.Log.Warn("accept failed; backing off", "err", err, "delay", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		cn, ok := s.track(c)
+		if !ok {
+			s.Stats.ConnsRefused.Add(1)
+			c.SetWriteDeadline(time.Now().Add(time.Second))
+			c.Write(AppendMessage(nil, StatusError, ReplyBusy, ""))
+			c.Close()
+			continue
+		}
+		go s.serveConn(cn)
+	}
+}
+
+func (s *Server) track(c net.Conn) (*conn, bool) {
+	ip := remoteIP(c)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing.Load() || len(s.conns) >= s.cfg.MaxConns || s.perIP[ip] >= s.cfg.MaxConnsPerIP {
+		return nil, false
+	}
+	cn := &conn{Conn: c, ip: ip}
+	s.conns[cn] = struct{}{}
+	s.perIP[ip]++
+	s.wg.Add(1)
+	s.Stats.Conns.Add(1)
+	s.Stats.ConnsTotal.Add(1)
+	return cn, true
+}
+
+func (s *Server) untrack(cn *conn) {
+	s.mu.Lock()
+	delete(s.conns, cn)
+	if s.perIP[cn.ip]--; s.perIP[cn.ip] <= 0 {
+		delete(s.perIP, cn.ip)
+	}
+	s.mu.Unlock()
+	s.Stats.Conns.Add(-1)
+	s.wg.Done()
+}
+
+// Shutdown stops accepting, lets every connection finish the request it is
+// handling (so nothing acknowledged is lost and nothing committed goes
+// unacknowledged), closes them, and waits until they are gone or ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing.Store(true)
+	for _, ln := range s.ln {
+		ln.Close()
+	}
+	for cn := range s.conns {
+		cn.wake()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		for cn := range s.conns {
+			cn.Close()
+		}
+		s.mu.Unlock()
+		return ctx.Err()
+	}
+}
+
+// conn is one client connection and its protocol state.
+type conn struct {
+	net.Conn
+	ip   string
+	busy atomic.Bool // handling a request: Shutdown lets it finish
+
+	state      connState
+	cipher     *legacy.SessionCipher
+	clientKey  *rsa.PublicKey
+	clientSPKI []byte
+	clientFP   string
+	user       *tes.User
+	loginFails int
+	sessFails  int
+	out        []byte
+	bin        []byte
+}
+
+// wake interrupts a read that is waiting for the next request.
+func (c *conn) wake() {
+	if !c.busy.Load() {
+		c.SetReadDeadline(time.Now())
+	}
+}
+
+// connState is the typed per-connection protocol state. Transitions:
+// awaitSession -SESSION-> awaitLogin -LOGIN-> loggedIn (-LOGIN-> loggedIn).
+type connState int
+
+const (
+	awaitSession connState = iota
+	awaitLogin
+	loggedIn
+)
+
+func (s *Server) serveConn(c *conn) {
+	defer s.untrack(c)
+	defer c.Close()
+	log := s.cfg.Log.With("remote", c.RemoteAddr().String())
+	start := s.cfg.Now()
+	if err := s.write(c, s.handshake); err != nil {
+		return
+	}
+	fr := NewFrameReader(c, s.cfg.MaxMessage)
+	handshakeDeadline := start.Add(s.cfg.HandshakeTimeout)
+	for !s.closing.Load() {
+		deadline := handshakeDeadline
+		if c.state == loggedIn {
+			deadline = time.Now().Add(s.cfg.IdleTimeout)
+		}
+		c.SetReadDeadline(deadline)
+		frame, err := fr.Next()
+		if err != nil {
+			var ne net.Error
+			switch {
+			case errors.Is(err, io.EOF):
+			case errors.Is(err, ErrTooLarge):
+				s.refuse(c, log, ReplyTooLarge)
+				s.reply(c, StatusError, ReplyTooLarge)
+			case errors.Is(err, ErrMalformed):
+				s.refuse(c, log, ReplyMalformed)
+				s.reply(c, StatusError, ReplyMalformed)
+			case errors.As(err, &ne) && ne.Timeout():
+				if !s.closing.Load() {
+					log.Info("closing connection: deadline passed", "logged_in", c.state == loggedIn)
+				}
+			default:
+				log.Debug("read failed", "err", err)
+			}
+			return
+		}
+		c.busy.Store(true)
+		msg, err := ParseMessage(frame)
+		if err != nil {
+			s.refuse(c, log, ReplyMalformed)
+			s.reply(c, StatusError, ReplyMalformed)
+			return
+		}
+		status, text, closeAfter := s.handle(c, log, msg)
+		err = s.reply(c, status, text)
+		c.busy.Store(false)
+		if err != nil || closeAfter {
+			return
+		}
+	}
+}
+
+func (s *Server) reply(c *conn, status, text string) error {
+	c.out = AppendMessage(c.out[:0], status, text, "")
+	return s.write(c, c.out)
+}
+
+func (s *Server) write(c *conn, b []byte) error {
+	c.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+	_, err := c.Write(b)
+	return err
+}
+
+func (s *Server) refuse(c *conn, log *slog.Logger, reason string) {
+	s.Stats.refuse(reason)
+	user := ""
+	if c.user != nil {
+		user = c.user.Name
+	}
+	log.Warn("request refused", "reason", reason, "user", user)
+	if s.cfg.OnRefuse != nil {
+		s.cfg.OnRefuse(user, c.RemoteAddr().String(), reason)
+	}
+}
+
+// handle runs one request and returns the reply and whether to close.
+func (s *Server) handle(c *conn, log *slog.Logger, m *Message) (status, text string, closeAfter bool) {
+	switch m.Type {
+	case TypeSession:
+		return s.handleSession(c, log, m)
+	case TypeLogin:
+		return s.handleLogin(c, log, m)
+	case TypeData:
+		return s.handleData(c, log, m)
+	case TypeStatus:
+		return s.handleStatus(c, log, m)
+	}
+	s.refuse(c, log, ReplyUnknownType)
+	return StatusError, ReplyUnknownType, false
+}
+
+type sessionPayload struct {
+	EncryptedKey    string `json:"encrypted_key"`
+	ClientPublicKey string `json:"client_public_key"`
+}
+
+func (s *Server) handleSession(c *conn, log *slog.Logger, m *Message) (string, string, bool) {
+	if c.state != awaitSession {
+		s.refuse(c, log, ReplySessionExists)
+		return StatusError, ReplySessionExists, false
+	}
+	fail := func(why string, err error) (string, string, bool) {
+		c.sessFails++
+		s.Stats.SessionsFailed.Add(1)
+		log.Warn("session refused", "why", why, "err", err)
+		s.refuse(c, log, ReplySessionFailed)
+		return StatusError, ReplySessionFailed, c.sessFails >= 3
+	}
+	// The original sends the payload as a JSON string holding JSON; the
+	// report's text shows an object. Accept both.
+	raw := []byte(m.Payload)
+	if str, ok := m.PayloadString(); ok {
+		raw = []byte(str)
+	}
+	var p sessionPayload
+	if err := json.Unmarshal(raw, &p); err != nil || p.EncryptedKey == "" || p.ClientPublicKey == "" {
+		return fail("payload is not {encrypted_key, client_public_key}", err)
+	}
+	ek, err := hex.DecodeString(p.EncryptedKey)
+	if err != nil || len(ek) != s.cfg.Key.Size() {
+		return fail("encrypted_key is not hex of the key size", err)
+	}
+	pub, spki, err := legacy.ParsePublicKeyPEM(p.ClientPublicKey)
+	if err != nil {
+		return fail("client_public_key", err)
+	}
+	// Bound concurrent RSA work so that a SESSION flood cannot starve reports.
+	timer := time.NewTimer(5 * time.Second)
+	select {
+	case s.hsSem <- struct{}{}:
+		timer.Stop()
+	case <-timer.C:
+		s.refuse(c, log, ReplyBusy)
+		return StatusError, ReplyBusy, true
+	}
+	key, err := legacy.DecryptKey(s.cfg.Key, ek)
+	<-s.hsSem
+	if err != nil {
+		return fail("OAEP decrypt", err)
+	}
+	ciph, err := legacy.NewSessionCipher(key)
+	clear(key)
+	if err != nil {
+		return fail("DES key", err)
+	}
+	digest := sha256.Sum256(ek)
+	item := &tes.IngestItem{SessionDigest: digest[:], ReceivedAt: s.cfg.Now()}
+	if err := s.cfg.Ingest.Submit(context.Background(), item); err != nil {
+		log.Error("session claim not committed", "err", err)
+		return StatusError, ReplyUnavailable, false
+	}
+	if item.Outcome == tes.OutcomeReplay {
+		s.Stats.SessionsFailed.Add(1)
+		s.refuse(c, log, ReplySessionReplay)
+		return StatusError, ReplySessionReplay, true
+	}
+	c.cipher, c.clientKey, c.clientSPKI, c.clientFP = ciph, pub, spki, legacy.Fingerprint(spki)
+	c.state = awaitLogin
+	s.Stats.Sessions.Add(1)
+	return StatusOK, ReplySessionReady, false
+}
+
+type loginPayload struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+func (s *Server) handleLogin(c *conn, log *slog.Logger, m *Message) (string, string, bool) {
+	if c.state == awaitSession {
+		s.refuse(c, log, ReplySessionRequired)
+		return StatusError, ReplySessionRequired, false
+	}
+	// LOGIN is not signed, so its failures must all look alike: a reply
+	// that told bad padding from bad JSON from a bad password would be a
+	// padding oracle on the credentials.
+	var p loginPayload
+	plain, err := s.openPayload(c, m)
+	if err == nil {
+		err = json.Unmarshal(plain, &p)
+		clear(plain)
+	}
+	var u *tes.User
+	if err != nil {
+		password.Burn("") // same cost as a wrong password
+		err = auth.ErrInvalidCredentials
+	} else {
+		u, err = s.cfg.Auth.Authenticate(context.Background(), p.Username, p.Password)
+	}
+	if err != nil {
+		c.loginFails++
+		s.Stats.LoginsFailed.Add(1)
+		reply := ReplyBadLogin
+		switch tes.ErrorCode(err) {
+		case tes.ERATELIMIT:
+			reply = ReplyTooManyAttempts
+		case tes.EUNAUTHORIZED:
+		default:
+			log.Error("login check failed", "err", err)
+			reply = ReplyUnavailable
+		}
+		log.Warn("login refused", "user", p.Username, "reply", reply)
+		s.Stats.refuse(reply)
+		if c.loginFails >= s.cfg.MaxLoginFailures {
+			return StatusError, ReplyTooManyAttempts, true
+		}
+		return StatusError, reply, false
+	}
+	c.user = u
+	c.loginFails = 0
+	c.state = loggedIn
+	s.Stats.Logins.Add(1)
+	log.Info("user logged in", "user", u.Name, "role", u.Role, "client_key", c.clientFP)
+	return StatusOK, ReplyLoginOK, false
+}
+
+// openPayload hex-decodes and DES-decrypts a LOGIN or DATA payload.
+func (s *Server) openPayload(c *conn, m *Message) ([]byte, error) {
+	str, ok := m.PayloadString()
+	if !ok {
+		return nil, errors.New("payload is not a string")
+	}
+	var err error
+	if c.bin, err = appendHex(c.bin[:0], str); err != nil {
+		return nil, err
+	}
+	return c.cipher.Open(c.bin)
+}
+
+func (s *Server) handleData(c *conn, log *slog.Logger, m *Message) (string, string, bool) {
+	if c.state != loggedIn || !c.user.Role.CanReport() {
+		s.refuse(c, log, ReplyUnauthorized)
+		return StatusError, ReplyUnauthorized, false
+	}
+	if m.Signature == nil || *m.Signature == "" {
+		s.refuse(c, log, ReplySigMissing)
+		return StatusError, ReplySigMissing, false
+	}
+	str, ok := m.PayloadString()
+	if !ok {
+		s.refuse(c, log, ReplyProcessing)
+		return StatusError, ReplyProcessing, false
+	}
+	wire, err := hex.DecodeString(str)
+	if err != nil || len(wire) < 16 {
+		s.refuse(c, log, ReplyProcessing)
+		return StatusError, ReplyProcessing, false
+	}
+	sig, err := hex.DecodeString(*m.Signature)
+	if err != nil || legacy.Verify(c.clientKey, wire, sig) != nil {
+		s.refuse(c, log, ReplySigInvalid)
+		return StatusError, ReplySigInvalid, false
+	}
+	plain, err := c.cipher.Open(wire)
+	if err != nil {
+		s.refuse(c, log, ReplyProcessing)
+		return StatusError, ReplyProcessing, false
+	}
+	r, err := ParseReport(plain)
+	if err != nil {
+		msg := tes.ErrorMessage(err)
+		s.refuse(c, log, msg)
+		return StatusError, msg, false
+	}
+	r.User = c.user.Name
+	r.Suite = tes.SuiteTES1
+	r.Evidence = tes.Evidence{Signed: wire, Signature: sig, KeyFingerprint: c.clientFP, PublicKey: c.clientSPKI}
+	digest := sha256.Sum256(wire)
+	item := &tes.IngestItem{MessageDigest: digest[:], Report: r, ReceivedAt: s.cfg.Now()}
+	if err := s.cfg.Ingest.Submit(context.Background(), item); err != nil {
+		log.Error("report not committed", "err", err)
+		s.Stats.refuse(ReplyUnavailable)
+		return StatusError, ReplyUnavailable, false
+	}
+	switch item.Outcome {
+	case tes.OutcomeStored, tes.OutcomeDuplicate:
+		if item.Outcome == tes.OutcomeDuplicate {
+			s.Stats.Duplicates.Add(1)
+		}
+		s.Stats.accepted(item.ReceivedAt)
+		return StatusOK, ReplyQueued, false
+	case tes.OutcomeReplay:
+		s.refuse(c, log, ReplyReplay)
+		return StatusError, ReplyReplay, false
+	}
+	log.Error("ingest returned no outcome", "outcome", item.Outcome)
+	return StatusError, ReplyUnavailable, false
+}
+
+func appendHex(dst []byte, s string) ([]byte, error) {
+	n := hex.DecodedLen(len(s))
+	if cap(dst) < n {
+		dst = make([]byte, 0, n)
+	}
+	dst = dst[:n]
+	if _, err := hex.Decode(dst, []byte(s)); err != nil {
+		return nil, err
+	}
+	return dst, nil
+}
+
+func remoteIP(c net.Conn) string {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	host, _, err := net.SplitHostPort(c.RemoteAddr().String())
+	if err != nil {
+		return c.RemoteAddr().String()
+	}
+	return host
+}
