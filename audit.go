@@ -21,10 +21,11 @@ func ChainHash(prev []byte, e *Event) []byte {
 	}
 	field([]byte("tes-audit-v1"))
 	field(prev)
-	binary.BigEndian.PutUint64(n[:], uint64(e.Seq))
-	field(n[:])
-	binary.BigEndian.PutUint64(n[:], uint64(e.At.UTC().UnixNano()))
-	field(n[:])
+	var v [8]byte // a buffer of its own: field reuses n for the length
+	binary.BigEndian.PutUint64(v[:], uint64(e.Seq))
+	field(v[:])
+	binary.BigEndian.PutUint64(v[:], uint64(e.At.UTC().UnixNano()))
+	field(v[:])
 	field([]byte(e.Actor))
 	field([]byte(e.Action))
 	field([]byte(e.Subject))
