@@ -22,10 +22,14 @@ var (
 // several messages in one segment, are both read correctly. It never holds
 // more than max bytes of one message.
 type FrameReader struct {
-	r   *bufio.Reader
-	max int
-	buf []byte
+	r     *bufio.Reader
+	max   int
+	buf   []byte
+	stack []byte
 }
+
+// maxDepth bounds nesting; TES/1 messages are two levels deep.
+const maxDepth = 32
 
 // NewFrameReader reads frames from r; max <= 0 means DefaultMaxMessage.
 func NewFrameReader(r io.Reader, max int) *FrameReader {
@@ -57,7 +61,11 @@ func (f *FrameReader) Next() ([]byte, error) {
 		f.buf = append(f.buf, c)
 		break
 	}
-	depth, inString, escaped := 1, false, false
+	// stack holds the closers expected, innermost last; a mismatched closer
+	// or nesting deeper than maxDepth is malformed, so that what reaches the
+	// JSON decoder is balanced and shallow.
+	stack := append(f.stack[:0], '}')
+	inString, escaped := false, false
 	for {
 		// Scan what is buffered in one go rather than byte by byte.
 		chunk, err := f.r.Peek(max(1, f.r.Buffered()))
@@ -80,15 +88,22 @@ func (f *FrameReader) Next() ([]byte, error) {
 			case c == '"':
 				inString = true
 			case c == '{' || c == '[':
-				depth++
+				if len(stack) >= maxDepth {
+					return nil, fmt.Errorf("%w: nested deeper than %d", ErrMalformed, maxDepth)
+				}
+				stack = append(stack, c+2) // '{'+2 == '}', '['+2 == ']'
 			case c == '}' || c == ']':
-				depth--
-				if depth == 0 {
+				if c != stack[len(stack)-1] {
+					return nil, fmt.Errorf("%w: unbalanced %q", ErrMalformed, c)
+				}
+				stack = stack[:len(stack)-1]
+				if len(stack) == 0 {
 					if len(f.buf)+i+1 > f.max {
 						return nil, ErrTooLarge
 					}
 					f.buf = append(f.buf, chunk[:i+1]...)
 					f.r.Discard(i + 1)
+					f.stack = stack
 					return f.buf, nil
 				}
 			}

@@ -219,3 +219,11 @@ func TestAppendReportRoundTrip(t *testing.T) {
 		t.Fatalf("round trip: got %+v, want %+v", out, in)
 	}
 }
+
+func TestFrameReaderNesting(t *testing.T) {
+	for _, in := range []string{`{]`, `{"a": [}`, `{"a": {"b": ]}}`, `{` + strings.Repeat(`"a": {`, 40) + strings.Repeat("}", 41)} {
+		if _, err := tes1.NewFrameReader(strings.NewReader(in), 0).Next(); !errors.Is(err, tes1.ErrMalformed) {
+			t.Errorf("Next(%.30q) = %v, want ErrMalformed", in, err)
+		}
+	}
+}
