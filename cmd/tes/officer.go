@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tes-traffic/tes/internal/officer"
+	"github.com/tes-traffic/tes/internal/officerui"
 )
 
 // storeFlags adds --data, --db and --store-key-file, defaulting from
@@ -26,6 +27,8 @@ type officerFlags struct {
 	logFormat, logLevel              string
 	maxConns, maxPerIP, maxHandshake int
 	handshakeTimeout, idleTimeout    time.Duration
+	httpSecure                       bool
+	threshold                        int
 }
 
 func addOfficerFlags(fs *flag.FlagSet, env *Env) *officerFlags {
@@ -39,6 +42,8 @@ func addOfficerFlags(fs *flag.FlagSet, env *Env) *officerFlags {
 	fs.IntVar(&f.maxHandshake, "max-handshakes", 0, "most SESSION (RSA) decryptions at once (default 2 x CPUs)")
 	fs.DurationVar(&f.handshakeTimeout, "handshake-timeout", 15*time.Second, "time from connect to a successful LOGIN")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", 5*time.Minute, "time a logged-in connection may stay silent")
+	fs.BoolVar(&f.httpSecure, "http-secure", false, "the dashboard is reached over HTTPS (a TLS proxy in front): mark cookies Secure, send HSTS")
+	fs.IntVar(&f.threshold, "points-threshold", 0, "driver points at or over which the records page highlights a driver (default 100)")
 	return f
 }
 
@@ -54,12 +59,16 @@ func (f *officerFlags) config(env *Env) (officer.Config, error) {
 		Store: *f.store, Listen: f.listen, HTTP: f.http, Log: log, Out: env.Stdout,
 		MaxConns: f.maxConns, MaxConnsPerIP: f.maxPerIP, MaxHandshakes: f.maxHandshake,
 		HandshakeTimeout: f.handshakeTimeout, IdleTimeout: f.idleTimeout,
-		UI: dashboard,
+		UI: func(s *officer.Server) (http.Handler, error) {
+			ui, err := officerui.New(officerui.Config{Store: s.Store, Review: s.Review, Auth: s.Auth, Status: s.Status,
+				Log: s.Log().With("component", "dashboard"), Secure: f.httpSecure, Threshold: f.threshold})
+			if err != nil {
+				return nil, err
+			}
+			return ui.Handler(), nil
+		},
 	}, nil
 }
-
-// dashboard builds the officer web UI; replaced when the dashboard is built in.
-var dashboard func(*officer.Server) (http.Handler, error)
 
 func runOfficer(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "officer", "[--data DIR] [--listen ADDR] [--http ADDR] [--db URL]")

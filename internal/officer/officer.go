@@ -167,6 +167,9 @@ func (s *Server) HTTPAddr() net.Addr {
 	return s.httpLn.Addr()
 }
 
+// Log is the server's logger.
+func (s *Server) Log() *slog.Logger { return s.cfg.Log }
+
 // StartedAt is when the server was opened.
 func (s *Server) StartedAt() time.Time { return s.started }
 
