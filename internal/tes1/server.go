@@ -267,6 +267,9 @@ func (s *Server) serveConn(c *conn) {
 			deadline = time.Now().Add(s.cfg.IdleTimeout)
 		}
 		c.SetReadDeadline(deadline)
+		if s.closing.Load() { // Shutdown may have woken us just before the line above
+			return
+		}
 		frame, err := fr.Next()
 		if err != nil {
 			var ne net.Error
