@@ -1,6 +1,8 @@
 package main_test
 
 import (
+	"io"
+	"net/http"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -156,6 +158,27 @@ func TestEndToEnd(t *testing.T) {
 		!strings.Contains(out, "3 pending, 1 approved, 1 rejected") || !strings.Contains(out, "Server: running") {
 		t.Fatalf("status:\n%s", out)
 	}
+
+	// Prometheus metrics on the HTTP port (loopback may read them).
+	resp, err := http.Get("http://" + o.HTTPAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`tes_reports_accepted_total{suite="tes1"} 5`, `tes_logins_total{result="failed",suite="tes1"} 1`,
+		`tes_commit_batch_size_count`, `tes_ingest_seconds_bucket{suite="tes1"`, `tes_handshake_seconds_count{suite="tes1"}`,
+		`process_cpu_seconds_total`, `process_resident_memory_bytes`, `tes_connections_open{suite="tes1"} 0`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	// The dashboard is served: unauthenticated requests go to the login page.
+	resp, err = http.Get("http://" + o.HTTPAddr + "/dashboard")
+	if err != nil || resp.Request.URL.Path != "/login" || resp.StatusCode != 200 {
+		t.Fatalf("GET /dashboard without a session: %v %v", resp.Request.URL, err)
+	}
+	resp.Body.Close()
 
 	// Restart: same key, no new admin, data and pins still good.
 	o.Stop()

@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/tes-traffic/tes/internal/officer"
@@ -29,6 +31,7 @@ type officerFlags struct {
 	handshakeTimeout, idleTimeout    time.Duration
 	httpSecure                       bool
 	threshold                        int
+	metricsAllow                     string
 }
 
 func addOfficerFlags(fs *flag.FlagSet, env *Env) *officerFlags {
@@ -43,6 +46,7 @@ func addOfficerFlags(fs *flag.FlagSet, env *Env) *officerFlags {
 	fs.DurationVar(&f.handshakeTimeout, "handshake-timeout", 15*time.Second, "time from connect to a successful LOGIN")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", 5*time.Minute, "time a logged-in connection may stay silent")
 	fs.BoolVar(&f.httpSecure, "http-secure", false, "the dashboard is reached over HTTPS (a TLS proxy in front): mark cookies Secure, send HSTS")
+	fs.StringVar(&f.metricsAllow, "metrics-allow", "127.0.0.0/8,::1/128", "networks (CIDR, comma-separated) that may read /metrics")
 	fs.IntVar(&f.threshold, "points-threshold", 0, "driver points at or over which the records page highlights a driver (default 100)")
 	return f
 }
@@ -52,13 +56,24 @@ func (f *officerFlags) config(env *Env) (officer.Config, error) {
 	if err != nil {
 		return officer.Config{}, err
 	}
+	var allow []netip.Prefix
+	for _, c := range strings.Split(f.metricsAllow, ",") {
+		if c = strings.TrimSpace(c); c == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return officer.Config{}, fmt.Errorf("--metrics-allow %q: %v (use CIDRs like 10.0.0.0/8)", c, err)
+		}
+		allow = append(allow, p)
+	}
 	if f.listen == "" && f.http == "" {
 		return officer.Config{}, fmt.Errorf("both --listen and --http are empty: nothing to serve")
 	}
 	return officer.Config{
 		Store: *f.store, Listen: f.listen, HTTP: f.http, Log: log, Out: env.Stdout,
 		MaxConns: f.maxConns, MaxConnsPerIP: f.maxPerIP, MaxHandshakes: f.maxHandshake,
-		HandshakeTimeout: f.handshakeTimeout, IdleTimeout: f.idleTimeout,
+		HandshakeTimeout: f.handshakeTimeout, IdleTimeout: f.idleTimeout, MetricsAllow: allow,
 		UI: func(s *officer.Server) (http.Handler, error) {
 			ui, err := officerui.New(officerui.Config{Store: s.Store, Review: s.Review, Auth: s.Auth, Status: s.Status,
 				Log: s.Log().With("component", "dashboard"), Secure: f.httpSecure, Threshold: f.threshold})

@@ -96,6 +96,9 @@ func (b *Batcher) Submit(ctx context.Context, item *tes.IngestItem) error {
 	}
 }
 
+// QueueLength is the number of items waiting for the next commit.
+func (b *Batcher) QueueLength() int { return len(b.ch) }
+
 // Close stops accepting items, commits everything already queued and
 // returns when the committer has finished.
 func (b *Batcher) Close() error {

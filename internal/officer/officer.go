@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -22,6 +23,7 @@ import (
 	"github.com/tes-traffic/tes/internal/auth"
 	"github.com/tes-traffic/tes/internal/identity"
 	"github.com/tes-traffic/tes/internal/ingest"
+	"github.com/tes-traffic/tes/internal/metrics"
 	"github.com/tes-traffic/tes/internal/review"
 	"github.com/tes-traffic/tes/internal/tes1"
 )
@@ -51,6 +53,10 @@ type Config struct {
 
 	// UI, when set, builds the dashboard handler mounted at "/".
 	UI func(*Server) (http.Handler, error)
+
+	// MetricsAllow lists the networks that may read /metrics; empty means
+	// loopback only.
+	MetricsAllow []netip.Prefix
 }
 
 // Server is a running officer server.
@@ -62,6 +68,7 @@ type Server struct {
 	TES1    *tes1.Server
 	batcher *ingest.Batcher
 	started time.Time
+	Metrics *metrics.Metrics
 
 	tes1Ln net.Listener
 	httpLn net.Listener
@@ -103,11 +110,14 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s.batcher = ingest.New(s.Store, cfg.Log, cfg.MaxBatch, nil)
+	s.Metrics = metrics.New()
+	s.batcher = ingest.New(s.Store, cfg.Log, cfg.MaxBatch, s.Metrics)
+	s.Metrics.AddQueue(s.batcher.QueueLength)
 	s.TES1, err = tes1.NewServer(tes1.Config{
 		Key: key, Auth: s.Auth, Ingest: s.batcher, Log: cfg.Log.With("suite", "tes1"),
 		OnRefuse:      s.onRefuse,
 		Statuses:      statusStore(s.Store),
+		Observe:       s.Metrics.ObserveTES1(),
 		MaxConns:      cfg.MaxConns,
 		MaxConnsPerIP: cfg.MaxConnsPerIP,
 		MaxHandshakes: cfg.MaxHandshakes, HandshakeTimeout: cfg.HandshakeTimeout, IdleTimeout: cfg.IdleTimeout,
@@ -115,6 +125,7 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	s.Metrics.AddTES1(&s.TES1.Stats)
 	if created {
 		s.appendAudit(&tes.Event{Actor: "system", Action: "key.created", Subject: "key:tes1", Detail: "fingerprint=" + s.TES1.Fingerprint()})
 	}

@@ -33,6 +33,13 @@ type Ingester interface {
 	Submit(ctx context.Context, item *tes.IngestItem) error
 }
 
+// Observer receives latencies for metrics; it must be cheap and safe for
+// concurrent use.
+type Observer interface {
+	Session(d time.Duration) // a SESSION accepted: its processing time
+	Report(d time.Duration)  // a report acknowledged: arrival to OK
+}
+
 // RefusalFunc is told about every refused report, for the audit log.
 type RefusalFunc func(user, remote, reason string)
 
@@ -43,6 +50,8 @@ type Config struct {
 	Ingest   Ingester
 	Log      *slog.Logger
 	OnRefuse RefusalFunc
+	// Observe, if set, receives latencies.
+	Observe Observer
 	// Statuses answers the STATUS extension; nil disables it.
 	Statuses tes.ReportStatusStore
 
@@ -351,6 +360,7 @@ type sessionPayload struct {
 }
 
 func (s *Server) handleSession(c *conn, log *slog.Logger, m *Message) (string, string, bool) {
+	start := time.Now()
 	if c.state != awaitSession {
 		s.refuse(c, log, ReplySessionExists)
 		return StatusError, ReplySessionExists, false
@@ -413,6 +423,9 @@ func (s *Server) handleSession(c *conn, log *slog.Logger, m *Message) (string, s
 	c.cipher, c.clientKey, c.clientSPKI, c.clientFP = ciph, pub, spki, legacy.Fingerprint(spki)
 	c.state = awaitLogin
 	s.Stats.Sessions.Add(1)
+	if s.cfg.Observe != nil {
+		s.cfg.Observe.Session(time.Since(start))
+	}
 	return StatusOK, ReplySessionReady, false
 }
 
@@ -483,6 +496,7 @@ func (s *Server) openPayload(c *conn, m *Message) ([]byte, error) {
 }
 
 func (s *Server) handleData(c *conn, log *slog.Logger, m *Message) (string, string, bool) {
+	start := time.Now()
 	if c.state != loggedIn || !c.user.Role.CanReport() {
 		s.refuse(c, log, ReplyUnauthorized)
 		return StatusError, ReplyUnauthorized, false
@@ -533,6 +547,9 @@ func (s *Server) handleData(c *conn, log *slog.Logger, m *Message) (string, stri
 			s.Stats.Duplicates.Add(1)
 		}
 		s.Stats.accepted(item.ReceivedAt)
+		if s.cfg.Observe != nil {
+			s.cfg.Observe.Report(time.Since(start))
+		}
 		return StatusOK, ReplyQueued, false
 	case tes.OutcomeReplay:
 		s.refuse(c, log, ReplyReplay)
