@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -101,6 +103,19 @@ func runOfficer(ctx context.Context, env *Env, args []string) error {
 	srv, err := officer.Open(ctx, cfg)
 	if err != nil {
 		return err
+	}
+	// TES_CPUPROFILE=FILE writes a CPU profile of the whole run (for
+	// performance work: go tool pprof FILE).
+	if path := env.Getenv("TES_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	return srv.Run(ctx)
 }

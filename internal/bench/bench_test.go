@@ -1,0 +1,90 @@
+package bench_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/tes-traffic/tes"
+	"github.com/tes-traffic/tes/internal/bench"
+	"github.com/tes-traffic/tes/internal/officer"
+)
+
+func TestPercentiles(t *testing.T) {
+	var d []time.Duration
+	for i := 100; i >= 1; i-- { // 1..100 ms, unsorted
+		d = append(d, time.Duration(i)*time.Millisecond)
+	}
+	p50, p95, p99, mx := bench.Percentiles(d)
+	if p50 != 50*time.Millisecond || p95 != 95*time.Millisecond || p99 != 99*time.Millisecond || mx != 100*time.Millisecond {
+		t.Fatalf("percentiles of 1..100 ms = %v %v %v %v", p50, p95, p99, mx)
+	}
+	if a, b, c, m := bench.Percentiles([]time.Duration{7}); a != 7 || b != 7 || c != 7 || m != 7 {
+		t.Fatal("one sample")
+	}
+	if a, _, _, m := bench.Percentiles(nil); a != 0 || m != 0 {
+		t.Fatal("no samples")
+	}
+}
+
+// TestRunCountsWhatTheServerCounts: the figures the bench claims agree with
+// the server's own counters and store.
+func TestRunCountsWhatTheServerCounts(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv, err := officer.Open(ctx, officer.Config{Store: officer.StoreConfig{DataDir: t.TempDir()},
+		Listen: "127.0.0.1:0", HTTP: "127.0.0.1:0", Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	srv.Auth.CreateUser(ctx, "t", "bench", tes.RolePolice, "bench-password", false)
+	cfg := bench.Config{Addr: srv.TES1Addr().String(), Fingerprint: srv.TES1.Fingerprint(), User: "bench", Password: "bench-password",
+		Conns: 4, PerConn: 50, MetricsURL: "http://" + srv.HTTPAddr().String() + "/metrics"}
+
+	res, err := bench.Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Ops != 200 || len(res.Errors) != 0 {
+		t.Fatalf("reports: %d ops, errors %v; want 200 and none", res.Ops, res.Errors)
+	}
+	if got := srv.TES1.Stats.Accepted.Load(); got != 200 {
+		t.Fatalf("the server acknowledged %d, the bench claims %d", got, res.Ops)
+	}
+	counts, _ := srv.Store.CountByStatus(ctx)
+	if counts[tes.StatusPending] != 200 {
+		t.Fatalf("store holds %d", counts[tes.StatusPending])
+	}
+	if !(res.P50 > 0 && res.P50 <= res.P95 && res.P95 <= res.P99 && res.P99 <= res.Max) || res.OpsPerSec <= 0 {
+		t.Fatalf("latency figures out of order: %+v", res)
+	}
+	if res.ServerCPU <= 0 || res.BenchCPU <= 0 {
+		t.Fatalf("CPU not measured: server %v bench %v", res.ServerCPU, res.BenchCPU)
+	}
+
+	sessions0 := srv.TES1.Stats.Sessions.Load()
+	cfg.Mode, cfg.Conns, cfg.PerConn = "sessions", 2, 10
+	res, err = bench.Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Ops != 20 || srv.TES1.Stats.Sessions.Load()-sessions0 != 20 {
+		t.Fatalf("sessions: bench %d, server %d; want 20", res.Ops, srv.TES1.Stats.Sessions.Load()-sessions0)
+	}
+
+	// A wrong password shows up as errors by kind, not as operations.
+	cfg.Password = "wrong-password"
+	cfg.PerConn = 1
+	res, err = bench.Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Ops != 0 || res.Errors["ERROR Invalid Credentials"] != 2 {
+		t.Fatalf("wrong password: ops %d errors %v", res.Ops, res.Errors)
+	}
+}
