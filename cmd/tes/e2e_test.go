@@ -1,9 +1,9 @@
 package main_test
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"

@@ -39,6 +39,7 @@ func init() {
 		{"user", "manage accounts: add, passwd, list, disable, enable, role", runUser},
 		{"status", "show the server's key, counts, uptime and recent events", runStatus},
 		{"pins", "list or forget pinned server keys: pins list|forget", runPins},
+		{"bench", "load-test a running officer server: reports/s or sessions/s, latency, CPU per operation", runBench},
 	}
 }
 
