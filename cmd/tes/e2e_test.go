@@ -189,6 +189,19 @@ func TestEndToEnd(t *testing.T) {
 	if o2.AdminPassword != "" {
 		t.Fatal("a restart created another admin")
 	}
+	if _, err := os.Stat(filepath.Join(data, "initial-admin-password")); err != nil {
+		t.Fatal("the initial password file went away before the password was changed")
+	}
+	// Once the admin changed the generated password, the next start removes its file.
+	o2.Stop()
+	os.WriteFile(pwFile, []byte("admin-new-password\n"), 0o600)
+	if _, e, code := e2e.Run(t, "", nil, "user", "passwd", "admin", "--data", data, "--password-file", pwFile); code != 0 {
+		t.Fatal(e)
+	}
+	o2 = e2e.StartOfficer(t, data)
+	if _, err := os.Stat(filepath.Join(data, "initial-admin-password")); err == nil {
+		t.Fatal("the initial password file outlived the password")
+	}
 	out, errOut, code = e2e.Run(t, "", env, "report", "--server", o2.TES1Addr, "--user", "police1", "--plate", "AFTER1", "--speed", "70")
 	if code != 0 || strings.Contains(errOut, "CHANGED") {
 		t.Fatalf("report after restart: exit %d\n%s\n%s", code, out, errOut)

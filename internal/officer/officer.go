@@ -150,11 +150,21 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 }
 
 func (s *Server) firstAdmin(ctx context.Context) error {
+	path := filepath.Join(s.cfg.Store.DataDir, InitialAdminPasswordFile)
 	pw, err := s.Auth.EnsureAdmin(ctx)
-	if err != nil || pw == "" {
+	if err != nil {
 		return err
 	}
-	path := filepath.Join(s.cfg.Store.DataDir, InitialAdminPasswordFile)
+	if pw == "" {
+		// Once the generated password has been changed, its file only
+		// misleads: remove it.
+		if u, err := s.Store.User(ctx, "admin"); err == nil && !u.MustChangePass {
+			if os.Remove(path) == nil {
+				s.cfg.Log.Info("removed the initial admin password file: the password was changed", "path", path)
+			}
+		}
+		return nil
+	}
 	if err := identity.WriteSecret(path, []byte(pw+"\n")); err != nil {
 		return fmt.Errorf("write initial admin password: %w", err)
 	}
