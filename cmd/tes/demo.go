@@ -20,8 +20,9 @@ import (
 const demoAccountsFile = "demo-accounts.txt"
 
 func runDemo(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "demo", "[--data DIR] [--listen ADDR] [--http ADDR]")
+	fs := newFlags(env, "demo", "[--data DIR] [--listen ADDR] [--http ADDR] [--police-http ADDR]")
 	f := addOfficerFlags(fs, env)
+	policeHTTP := fs.String("police-http", envOr(env, "TES_POLICE_HTTP", ":5000"), "police web client address, empty for none (env TES_POLICE_HTTP)")
 	if err := fs.Lookup("data").Value.Set(envOr(env, "TES_DATA", "tes-demo")); err != nil {
 		return err
 	}
@@ -42,6 +43,18 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 		srv.Close()
 		return err
 	}
+	// The police web client, pointed at this server, with its own data.
+	pctx, stopPolice := context.WithCancel(ctx)
+	defer stopPolice()
+	var police *runningPolice
+	if a := srv.TES1Addr(); a != nil && *policeHTTP != "" {
+		police, err = startPolice(pctx, policeOptions{server: hostPort(a.String()), http: *policeHTTP,
+			data: filepath.Join(f.store.DataDir, "police"), log: cfg.Log})
+		if err != nil {
+			srv.Close()
+			return err
+		}
+	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
 	if fresh && srv.TES1Addr() != nil {
@@ -54,6 +67,9 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 	if a := srv.HTTPAddr(); a != nil {
 		fmt.Fprintf(w, "  Officer dashboard: %s  (sign in as officer1 / %s)\n", browserURL(a.String()), accounts["officer1"])
 	}
+	if police != nil {
+		fmt.Fprintf(w, "  Police client:     %s  (sign in as police1 / %s)\n", browserURL(police.addr.String()), accounts["police1"])
+	}
 	if a := srv.TES1Addr(); a != nil {
 		fmt.Fprintf(w, "  TES/1 server:      %s  (police account police1 / %s)\n", a, accounts["police1"])
 		fmt.Fprintf(w, "\n  Send a report:  TES_PASSWORD=%s tes report --server %s --user police1 --plate 34ABC123 --speed 120\n",
@@ -61,7 +77,12 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 	}
 	fmt.Fprintf(w, "  List them:      tes violations --data %s\n", f.store.DataDir)
 	fmt.Fprintf(w, "\n  Passwords are in %s.\n", filepath.Join(f.store.DataDir, demoAccountsFile))
-	return <-done
+	err = <-done
+	if police != nil {
+		stopPolice()
+		police.wait()
+	}
+	return err
 }
 
 // demoAccounts creates officer1 and police1 with generated passwords the

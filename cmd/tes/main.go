@@ -33,6 +33,7 @@ func init() {
 		{"officer", "run the officer server (TES/1 on :9999, dashboard on :5001)", runOfficer},
 		{"demo", "run the officer server with demo accounts in ./tes-demo", runDemo},
 		{"report", "send violation reports to an officer server", runReport},
+		{"police", "run the police web client (report form on :5000, store-and-forward)", runPolice},
 		{"violations", "list the violations in the store", runViolations},
 		{"approve", "approve a pending violation and apply its points", runApprove},
 		{"reject", "reject a pending violation with a reason", runReject},

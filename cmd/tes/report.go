@@ -31,7 +31,7 @@ func defaultPinsFile(env *Env) string {
 }
 
 func runReport(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "report", "--server HOST:PORT --user NAME (--plate P --speed N | --csv FILE)")
+	fs := newFlags(env, "report", "--server HOST:PORT --user NAME (--plate P --speed N | --csv FILE) [--outbox DIR]")
 	server := fs.String("server", envOr(env, "TES_SERVER", "127.0.0.1:9999"), "officer server's TES/1 address (env TES_SERVER)")
 	user := fs.String("user", env.Getenv("TES_USER"), "user to log in as, a police or admin account (env TES_USER)")
 	pw := addPasswordFlag(fs)
@@ -43,6 +43,7 @@ func runReport(ctx context.Context, env *Env, args []string) error {
 	observed := fs.String("observed-at", "", "when it was observed, RFC 3339 (optional; default now)")
 	csvFile := fs.String("csv", "", "send every row of this CSV file (- for stdin) over one session; columns plate,speed[,speed_limit,location,observed_at,report_id]")
 	timeout := fs.Duration("timeout", 30*time.Second, "time limit for each request")
+	outboxDir := fs.String("outbox", env.Getenv("TES_OUTBOX"), "store-and-forward: commit the reports to the outbox in this directory first, then send everything queued there; what cannot be sent stays queued for a later run (exit 75) (env TES_OUTBOX)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -84,6 +85,9 @@ func runReport(ctx context.Context, env *Env, args []string) error {
 	password, err := pw.read(env, "Password for "+*user+": ")
 	if err != nil {
 		return err
+	}
+	if *outboxDir != "" {
+		return sendViaOutbox(ctx, env, *outboxDir, *server, *user, password, *pinsFile, *timeout, reports, lines)
 	}
 	s := &sender{server: *server, user: *user, password: password, timeout: *timeout,
 		pins: pins.Open(*pinsFile), env: env}
