@@ -30,7 +30,7 @@ var commands []command
 
 func init() {
 	commands = []command{
-		{"officer", "run the officer server (TES/1 on :9999, dashboard on :5001)", runOfficer},
+		{"officer", "run the officer server (TES/1 on :9999, TLS suite on :9443, dashboard on :5001)", runOfficer},
 		{"demo", "run the officer server with demo accounts in ./tes-demo", runDemo},
 		{"report", "send violation reports to an officer server", runReport},
 		{"police", "run the police web client (report form on :5000, store-and-forward)", runPolice},
@@ -40,6 +40,9 @@ func init() {
 		{"user", "manage accounts: add, passwd, list, disable, enable, role", runUser},
 		{"status", "show the server's key, counts, uptime and recent events", runStatus},
 		{"pins", "list or forget pinned server keys: pins list|forget", runPins},
+		{"device", "enrol devices for the TLS suite: device add|list|revoke|ca", runDevice},
+		{"evidence", "export a violation's sealed evidence file, or verify one offline", runEvidence},
+		{"audit", "verify the audit log's hash chain and signed checkpoints", runAudit},
 		{"bench", "load-test a running officer server: reports/s or sessions/s, latency, CPU per operation", runBench},
 	}
 }

@@ -34,12 +34,16 @@ type officerFlags struct {
 	httpSecure                       bool
 	threshold                        int
 	metricsAllow                     string
+	listenTLS                        string
+	legacy                           bool
 }
 
 func addOfficerFlags(fs *flag.FlagSet, env *Env) *officerFlags {
 	f := &officerFlags{store: storeFlags(fs, env)}
 	fs.StringVar(&f.listen, "listen", envOr(env, "TES_LISTEN", ":9999"), "TES/1 address for police clients (env TES_LISTEN)")
 	fs.StringVar(&f.http, "http", envOr(env, "TES_HTTP", ":5001"), "dashboard and /healthz address (env TES_HTTP)")
+	fs.StringVar(&f.listenTLS, "listen-tls", envOr(env, "TES_LISTEN_TLS", ":9443"), "TLS 1.3 suite address for enrolled devices, empty for none (env TES_LISTEN_TLS)")
+	fs.BoolVar(&f.legacy, "legacy", envOr(env, "TES_LEGACY", "true") != "false", "serve TES/1 (DES/RSA) on --listen for the original clients; --legacy=false turns it off (env TES_LEGACY)")
 	fs.StringVar(&f.logFormat, "log-format", envOr(env, "TES_LOG_FORMAT", "text"), "log format: text or json")
 	fs.StringVar(&f.logLevel, "log-level", envOr(env, "TES_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
 	fs.IntVar(&f.maxConns, "max-conns", 20000, "most open TES/1 connections")
@@ -69,11 +73,15 @@ func (f *officerFlags) config(env *Env) (officer.Config, error) {
 		}
 		allow = append(allow, p)
 	}
-	if f.listen == "" && f.http == "" {
-		return officer.Config{}, fmt.Errorf("both --listen and --http are empty: nothing to serve")
+	listen := f.listen
+	if !f.legacy {
+		listen = "" // TES/1 off: --listen is not used
+	}
+	if listen == "" && f.http == "" && f.listenTLS == "" {
+		return officer.Config{}, fmt.Errorf("--listen (or --legacy=false), --listen-tls and --http are all empty: nothing to serve")
 	}
 	return officer.Config{
-		Store: *f.store, Listen: f.listen, HTTP: f.http, Log: log, Out: env.Stdout,
+		Store: *f.store, Listen: listen, ListenTLS: f.listenTLS, HTTP: f.http, Log: log, Out: env.Stdout,
 		MaxConns: f.maxConns, MaxConnsPerIP: f.maxPerIP, MaxHandshakes: f.maxHandshake,
 		HandshakeTimeout: f.handshakeTimeout, IdleTimeout: f.idleTimeout, MetricsAllow: allow,
 		UI: func(s *officer.Server) (http.Handler, error) {

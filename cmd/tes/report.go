@@ -44,10 +44,11 @@ func runReport(ctx context.Context, env *Env, args []string) error {
 	csvFile := fs.String("csv", "", "send every row of this CSV file (- for stdin) over one session; columns plate,speed[,speed_limit,location,observed_at,report_id]")
 	timeout := fs.Duration("timeout", 30*time.Second, "time limit for each request")
 	outboxDir := fs.String("outbox", env.Getenv("TES_OUTBOX"), "store-and-forward: commit the reports to the outbox in this directory first, then send everything queued there; what cannot be sent stays queued for a later run (exit 75) (env TES_OUTBOX)")
+	tf := addTLSFlags(fs, env) // --join, --tls, --tls-server, --device, --allow-legacy (device.go)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *user == "" {
+	if *user == "" && !tf.wanted(*server) {
 		return exitError{2, "--user is required (a police or admin account)"}
 	}
 	var reports []*tes.Report
@@ -81,6 +82,11 @@ func runReport(ctx context.Context, env *Env, args []string) error {
 			return exitError{2, userMessage(err)}
 		}
 		reports, lines = []*tes.Report{r}, []int{0}
+	}
+	if c, err := tf.dial(ctx, env, *server, *user, *timeout); err != nil {
+		return err
+	} else if c != nil {
+		return sendTLS(ctx, env, c, reports, lines)
 	}
 	password, err := pw.read(env, "Password for "+*user+": ")
 	if err != nil {

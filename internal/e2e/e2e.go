@@ -55,6 +55,8 @@ type Officer struct {
 	DataDir  string
 	TES1Addr string // host:port
 	HTTPAddr string // host:port
+	TLSAddr  string // host:port of the TLS suite
+	CAHash   string // the TLS suite's CA hash
 	// AdminPassword is set when this start created the admin account.
 	AdminPassword string
 	Fingerprint   string
@@ -66,15 +68,17 @@ type Officer struct {
 var (
 	reTES1  = regexp.MustCompile(`TES/1 listening on (\S+) \(key (SHA256:\S+)\)`)
 	reHTTP  = regexp.MustCompile(`Dashboard on http://(\S+)/`)
+	reTLS   = regexp.MustCompile(`TLS suite listening on (\S+) \(CA (sha256:\S+)\)`)
 	reAdmin = regexp.MustCompile(`Created user admin with password (\S+)`)
 )
 
 // StartOfficer starts `tes officer --data dir --listen 127.0.0.1:0 --http
-// 127.0.0.1:0 args...` and waits until it listens. Extra args may override
-// --listen/--http (later flags win). The process is stopped at test end.
+// 127.0.0.1:0 --listen-tls 127.0.0.1:0 args...` and waits until it listens.
+// Extra args may override --listen/--http/--listen-tls (later flags win;
+// --legacy=false turns TES/1 off). The process is stopped at test end.
 func StartOfficer(t testing.TB, dir string, args ...string) *Officer {
 	t.Helper()
-	full := append([]string{"officer", "--data", dir, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"}, args...)
+	full := append([]string{"officer", "--data", dir, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0"}, args...)
 	cmd := exec.Command(Binary(t), full...)
 	cmd.Env = append(os.Environ(), "TES_PASSWORD=", "TES_DATA=")
 	o := &Officer{t: t, Cmd: cmd, DataDir: dir, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1)}
@@ -85,10 +89,20 @@ func StartOfficer(t testing.TB, dir string, args ...string) *Officer {
 		t.Fatal(err)
 	}
 	go func() { o.done <- cmd.Wait(); pw.Close() }()
-	wantHTTP := true
+	wantHTTP, wantTLS, wantTES1 := true, true, true
 	for i := 0; i+1 < len(full); i++ {
-		if full[i] == "--http" {
+		switch full[i] {
+		case "--http":
 			wantHTTP = full[i+1] != ""
+		case "--listen-tls":
+			wantTLS = full[i+1] != ""
+		case "--listen":
+			wantTES1 = full[i+1] != ""
+		}
+	}
+	for _, a := range full {
+		if a == "--legacy=false" {
+			wantTES1 = false
 		}
 	}
 	ready := make(chan struct{})
@@ -103,10 +117,13 @@ func StartOfficer(t testing.TB, dir string, args ...string) *Officer {
 			if m := reHTTP.FindStringSubmatch(line); m != nil {
 				o.HTTPAddr = m[1]
 			}
+			if m := reTLS.FindStringSubmatch(line); m != nil {
+				o.TLSAddr, o.CAHash = m[1], m[2]
+			}
 			if m := reAdmin.FindStringSubmatch(line); m != nil {
 				o.AdminPassword = m[1]
 			}
-			if !closed && o.TES1Addr != "" && (o.HTTPAddr != "" || !wantHTTP) {
+			if !closed && (o.TES1Addr != "" || !wantTES1) && (o.HTTPAddr != "" || !wantHTTP) && (o.TLSAddr != "" || !wantTLS) {
 				close(ready)
 				closed = true
 			}

@@ -51,6 +51,12 @@ type Config struct {
 	MaxBatch         int
 	Rules            tes.Rules
 
+	// ListenTLS is the TLS suite's address; "" disables the TLS suite.
+	ListenTLS string
+	// CheckpointInterval is how often the audit chain's head is signed
+	// when it moved; default 1 minute (internal/audit).
+	CheckpointInterval time.Duration
+
 	// UI, when set, builds the dashboard handler mounted at "/".
 	UI func(*Server) (http.Handler, error)
 
@@ -72,6 +78,7 @@ type Server struct {
 
 	tes1Ln net.Listener
 	httpLn net.Listener
+	modern *modern // the TLS suite, CA, signing key, checkpoints (tls.go)
 	http   *http.Server
 
 	audit chan *tes.Event
@@ -133,6 +140,9 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 		if s.tes1Ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 			return nil, fmt.Errorf("listen for TES/1 on %s: %w (is another tes officer running? pick another --listen)", cfg.Listen, err)
 		}
+	}
+	if err := s.openTLS(ctx); err != nil {
+		return nil, err
 	}
 	if cfg.HTTP != "" {
 		if s.httpLn, err = net.Listen("tcp", cfg.HTTP); err != nil {
@@ -201,7 +211,7 @@ func (s *Server) Status() tes.ServerStatus {
 	for _, n := range st.Refused() {
 		refused += n
 	}
-	return tes.ServerStatus{
+	status := tes.ServerStatus{
 		StartedAt:    s.started,
 		Fingerprints: []tes.KeyFingerprint{{Suite: "TES/1 (RSA-2048)", Fingerprint: s.TES1.Fingerprint()}},
 		Connections:  int(st.Conns.Load()),
@@ -209,16 +219,19 @@ func (s *Server) Status() tes.ServerStatus {
 		RefusedTotal: refused,
 		PerMinute:    st.PerMinute(time.Now(), 60),
 	}
+	s.addTLSStatus(&status)
+	return status
 }
 
 // Run serves until ctx is cancelled, then shuts down gracefully: stop
 // accepting, finish in-flight requests, commit, close.
 func (s *Server) Run(ctx context.Context) error {
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	if s.tes1Ln != nil {
 		fmt.Fprintf(s.cfg.Out, "TES/1 listening on %s (key %s)\n", s.tes1Ln.Addr(), s.TES1.Fingerprint())
 		go func() { errc <- s.TES1.Serve(s.tes1Ln) }()
 	}
+	s.runTLS(errc)
 	if s.http != nil {
 		fmt.Fprintf(s.cfg.Out, "Dashboard on http://%s/\n", s.httpLn.Addr())
 		go func() {
@@ -245,6 +258,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.TES1.Shutdown(sctx); err != nil {
 		s.cfg.Log.Warn("connections did not finish in time", "err", err)
 	}
+	s.shutdownTLS(sctx)
 	s.closeAll()
 	return err
 }
@@ -258,6 +272,9 @@ func (s *Server) closeAll() {
 		close(s.audit)
 		s.wg.Wait()
 		s.audit = nil
+	}
+	if s.Store != nil {
+		s.closeTLS() // the final audit checkpoint, after the last event
 	}
 	if s.tes1Ln != nil {
 		s.tes1Ln.Close()
@@ -329,6 +346,7 @@ type Runtime struct {
 	StartedAt time.Time `json:"started_at"`
 	TES1      string    `json:"tes1,omitempty"`
 	HTTP      string    `json:"http,omitempty"`
+	TLS       string    `json:"tls,omitempty"`
 }
 
 func (s *Server) writeRuntime() {
@@ -338,6 +356,9 @@ func (s *Server) writeRuntime() {
 	}
 	if a := s.HTTPAddr(); a != nil {
 		rt.HTTP = a.String()
+	}
+	if a := s.TLSAddr(); a != nil {
+		rt.TLS = a.String()
 	}
 	b, _ := json.MarshalIndent(rt, "", "  ")
 	path := filepath.Join(s.cfg.Store.DataDir, RuntimeFile)

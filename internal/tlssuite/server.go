@@ -1,0 +1,580 @@
+package tlssuite
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/tes-traffic/tes"
+	"github.com/tes-traffic/tes/internal/ca"
+	"github.com/tes-traffic/tes/internal/enroll"
+	"github.com/tes-traffic/tes/internal/evidence"
+	"github.com/tes-traffic/tes/internal/tes1"
+)
+
+// Ingester commits an item durably and sets its outcome (internal/ingest).
+type Ingester interface {
+	Submit(ctx context.Context, item *tes.IngestItem) error
+}
+
+// Config configures a Server. Zero limits take the defaults below.
+type Config struct {
+	CA         *ca.CA          // issues device certificates; its certificate verifies clients
+	ServerCert tls.Certificate // chain: leaf, CA
+	Devices    tes.DeviceStore
+	Users      tes.UserStore
+	Ingest     Ingester
+	Log        *slog.Logger
+	// OnRefuse is told about every refused report and every device refused
+	// at the handshake (tes1.RefusalFunc: user, remote address, reason).
+	OnRefuse tes1.RefusalFunc
+	// Audit receives events other than refusals (refused enrolments); it
+	// must not block.
+	Audit func(*tes.Event)
+	// Statuses answers STATUS; nil disables it.
+	Statuses tes.ReportStatusStore
+
+	HandshakeTimeout time.Duration // accept to the end of the TLS handshake; default 10 s
+	IdleTimeout      time.Duration // between requests; default 5 min
+	WriteTimeout     time.Duration // per reply; default 10 s
+	MaxConns         int           // default 20,000
+	MaxConnsPerIP    int           // default 2,000
+	// RecheckAfter: a connection looks its device up again before a report
+	// when the last look-up is older than this, so a revocation also ends
+	// open connections; default 30 s.
+	RecheckAfter time.Duration
+	Now          func() time.Time
+}
+
+// Stats counts what the server did.
+type Stats struct {
+	Conns         atomic.Int64 // open now
+	ConnsTotal    atomic.Int64
+	Handshakes    atomic.Int64 // completed report handshakes (device accepted)
+	HandshakesBad atomic.Int64 // failed or refused TLS handshakes
+	Enrolled      atomic.Int64
+	Accepted      atomic.Int64 // reports acknowledged (stored or duplicate)
+	Refused       atomic.Int64 // requests refused
+}
+
+// Server is the TLS suite's officer server.
+type Server struct {
+	cfg       Config
+	enrollSvc *enroll.Service
+	enrollCfg *tls.Config
+	reportCfg *tls.Config // cloned per connection with its VerifyConnection
+	Stats     Stats
+
+	mu      sync.Mutex
+	ln      []net.Listener
+	conns   map[*conn]struct{}
+	perIP   map[string]int
+	closing atomic.Bool
+	wg      sync.WaitGroup
+}
+
+// NewServer checks cfg and builds the TLS configurations.
+func NewServer(cfg Config) (*Server, error) {
+	if cfg.CA == nil || len(cfg.ServerCert.Certificate) == 0 || cfg.Devices == nil || cfg.Users == nil || cfg.Ingest == nil {
+		return nil, errors.New("tlssuite: server needs a CA, a server certificate, device and user stores and an ingester")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defd := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defd(&cfg.HandshakeTimeout, 10*time.Second)
+	defd(&cfg.IdleTimeout, 5*time.Minute)
+	defd(&cfg.WriteTimeout, 10*time.Second)
+	defd(&cfg.RecheckAfter, 30*time.Second)
+	def(&cfg.MaxConns, 20000)
+	def(&cfg.MaxConnsPerIP, 2000)
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{cfg: cfg, conns: map[*conn]struct{}{}, perIP: map[string]int{}}
+	s.enrollSvc = &enroll.Service{Devices: cfg.Devices, Users: cfg.Users, CA: cfg.CA, Now: cfg.Now}
+	base := &tls.Config{
+		MinVersion:             tls.VersionTLS13,
+		Certificates:           []tls.Certificate{cfg.ServerCert},
+		SessionTicketsDisabled: true, // every connection is a full handshake with a fresh device check
+		Time:                   cfg.Now,
+	}
+	s.enrollCfg = base.Clone()
+	s.enrollCfg.NextProtos = []string{ALPNEnroll}
+	s.enrollCfg.ClientAuth = tls.NoClientCert
+	s.reportCfg = base.Clone()
+	s.reportCfg.NextProtos = []string{ALPNReport}
+	s.reportCfg.ClientAuth = tls.RequireAndVerifyClientCert
+	s.reportCfg.ClientCAs = cfg.CA.Pool()
+	return s, nil
+}
+
+// CAHash is the hash clients pin (internal/ca).
+func (s *Server) CAHash() string { return s.cfg.CA.Hash() }
+
+// Serve accepts connections on ln until Shutdown; it returns nil after a
+// Shutdown and the accept error otherwise.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		return nil
+	}
+	s.ln = append(s.ln, ln)
+	s.mu.Unlock()
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.closing.Load() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.cfg.Log.Warn("accept failed; backing off", "err", err, "delay", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		c, ok := s.track(nc)
+		if !ok {
+			nc.Close() // over a limit: no TLS alert is worth the CPU
+			continue
+		}
+		go s.serveConn(c)
+	}
+}
+
+func (s *Server) track(nc net.Conn) (*conn, bool) {
+	ip := remoteIP(nc)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing.Load() || len(s.conns) >= s.cfg.MaxConns || s.perIP[ip] >= s.cfg.MaxConnsPerIP {
+		return nil, false
+	}
+	c := &conn{raw: nc, ip: ip, remote: nc.RemoteAddr().String()}
+	s.conns[c] = struct{}{}
+	s.perIP[ip]++
+	s.wg.Add(1)
+	s.Stats.Conns.Add(1)
+	s.Stats.ConnsTotal.Add(1)
+	return c, true
+}
+
+func (s *Server) untrack(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	if s.perIP[c.ip]--; s.perIP[c.ip] <= 0 {
+		delete(s.perIP, c.ip)
+	}
+	s.mu.Unlock()
+	s.Stats.Conns.Add(-1)
+	s.wg.Done()
+}
+
+// Shutdown stops accepting, lets every connection finish the request it is
+// handling, closes them, and waits until they are gone or ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing.Store(true)
+	for _, ln := range s.ln {
+		ln.Close()
+	}
+	for c := range s.conns {
+		c.wake()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		for c := range s.conns {
+			c.raw.Close()
+		}
+		s.mu.Unlock()
+		return ctx.Err()
+	}
+}
+
+// connState is the typed per-connection protocol state. Transitions:
+// handshaking -ALPN tes-enroll/1-> enrolling -ENROLL-> closed;
+// handshaking -ALPN tes-tls/1, device accepted-> reporting (-DATA|STATUS-> reporting).
+type connState int
+
+const (
+	handshaking connState = iota
+	enrolling
+	reporting
+	closed
+)
+
+// conn is one client connection and its protocol state.
+type conn struct {
+	raw    net.Conn
+	tls    *tls.Conn
+	ip     string
+	remote string
+	busy   atomic.Bool
+
+	state     connState
+	device    *tes.Device
+	devicePub ed25519.PublicKey
+	refusal   string // why VerifyConnection refused the device
+	exporter  []byte // keying material for replay-guard digests
+	nData     uint64
+	checkedAt time.Time
+	out       []byte
+}
+
+func (c *conn) wake() {
+	if !c.busy.Load() {
+		c.raw.SetReadDeadline(time.Now())
+	}
+}
+
+func (c *conn) user() string {
+	if c.device != nil {
+		return c.device.User
+	}
+	return ""
+}
+
+// Errors VerifyConnection returns; their text reaches only the log (the
+// client sees a bad_certificate alert).
+var (
+	errUnknownDevice = errors.New("tlssuite: certificate is not a registered device's")
+	errRevoked       = errors.New("tlssuite: device revoked")
+	errUserRefused   = errors.New("tlssuite: the device's user may not report")
+)
+
+// configFor returns the TLS configuration for one connection: enrolment
+// when the client asks for it by ALPN, else mutual authentication with a
+// device check that records its outcome on c.
+func (s *Server) configFor(c *conn) *tls.Config {
+	cfg := s.reportCfg.Clone()
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error { return s.verifyDevice(c, cs) }
+	return &tls.Config{
+		MinVersion:             tls.VersionTLS13,
+		SessionTicketsDisabled: true,
+		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			for _, p := range hello.SupportedProtos {
+				if p == ALPNEnroll {
+					return s.enrollCfg, nil
+				}
+			}
+			return cfg, nil
+		},
+	}
+}
+
+// verifyDevice runs after crypto/tls verified the client's chain to the CA:
+// the certificate must be the one registered for its device, the device
+// not revoked, its user enabled and allowed to report.
+func (s *Server) verifyDevice(c *conn, cs tls.ConnectionState) error {
+	if len(cs.PeerCertificates) == 0 {
+		c.refusal = "No Client Certificate"
+		return errUnknownDevice
+	}
+	leaf := cs.PeerCertificates[0]
+	id, user, err := ca.DeviceIdentity(leaf)
+	if err != nil {
+		c.refusal = "Not A Device Certificate"
+		return errUnknownDevice
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	d, pub, reason, err := s.checkDevice(ctx, id, leaf)
+	if err != nil {
+		c.refusal = reason + " (device " + id + ", user " + user + ")"
+		return err
+	}
+	c.device, c.devicePub, c.checkedAt = d, pub, s.cfg.Now()
+	return nil
+}
+
+// checkDevice looks device id up and checks it may report; with cert (at
+// the handshake) also that cert is the one registered for it, and returns
+// its key.
+func (s *Server) checkDevice(ctx context.Context, id string, cert *x509.Certificate) (*tes.Device, ed25519.PublicKey, string, error) {
+	d, err := s.cfg.Devices.Device(ctx, id)
+	if tes.ErrorCode(err) == tes.ENOTFOUND {
+		return nil, nil, "Unknown Device", errUnknownDevice
+	} else if err != nil {
+		s.cfg.Log.Error("device look-up failed", "device", id, "err", err)
+		return nil, nil, tes1.ReplyUnavailable, err
+	}
+	if d.Revoked() {
+		return nil, nil, "Device Revoked", errRevoked
+	}
+	var pub ed25519.PublicKey
+	if cert != nil {
+		var ok bool
+		if pub, ok = cert.PublicKey.(ed25519.PublicKey); !ok || !bytes.Equal(d.Cert, cert.Raw) {
+			return nil, nil, "Certificate Not Registered", errUnknownDevice
+		}
+	}
+	u, err := s.cfg.Users.User(ctx, d.User)
+	if err != nil || u.Disabled || !u.Role.CanReport() {
+		return nil, nil, ReplyUserNotAllowed, errUserRefused
+	}
+	return d, pub, "", nil
+}
+
+func (s *Server) serveConn(c *conn) {
+	defer s.untrack(c)
+	defer c.raw.Close()
+	log := s.cfg.Log.With("remote", c.remote)
+	c.tls = tls.Server(c.raw, s.configFor(c))
+	c.raw.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HandshakeTimeout)
+	err := c.tls.HandshakeContext(ctx)
+	cancel()
+	if err != nil {
+		s.Stats.HandshakesBad.Add(1)
+		if c.refusal != "" {
+			s.refuse(c, log, c.refusal)
+		} else {
+			log.Debug("TLS handshake failed", "err", err)
+		}
+		return
+	}
+	cs := c.tls.ConnectionState()
+	c.raw.SetDeadline(time.Time{})
+	switch cs.NegotiatedProtocol {
+	case ALPNEnroll:
+		c.state = enrolling
+		s.serveEnroll(c, log, cs)
+	case ALPNReport:
+		if c.device == nil { // unreachable: VerifyConnection ran and accepted
+			return
+		}
+		c.state = reporting
+		s.Stats.Handshakes.Add(1)
+		s.serveReports(c, log.With("device", c.device.ID, "user", c.device.User), cs)
+	default:
+		s.Stats.HandshakesBad.Add(1)
+		log.Debug("no application protocol negotiated")
+	}
+}
+
+func (s *Server) serveReports(c *conn, log *slog.Logger, cs tls.ConnectionState) {
+	var err error
+	if c.exporter, err = cs.ExportKeyingMaterial("EXPORTER-tes-data-v1", nil, 32); err != nil {
+		return
+	}
+	hello, _ := json.Marshal(handshakePayload{Suite: ALPNReport, Device: c.device.ID, User: c.device.User})
+	if err := s.write(c, tes1.AppendMessage(nil, tes1.TypeHandshake, string(hello), "")); err != nil {
+		return
+	}
+	fr := tes1.NewFrameReader(c.tls, MaxMessage)
+	for !s.closing.Load() {
+		c.raw.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		if s.closing.Load() { // Shutdown's wake-up may have come just before the line above
+			return
+		}
+		frame, err := fr.Next()
+		if err != nil {
+			s.readFailed(c, log, err)
+			return
+		}
+		c.busy.Store(true)
+		m, err := tes1.ParseMessage(frame)
+		if err != nil {
+			s.refuse(c, log, tes1.ReplyMalformed)
+			s.reply(c, tes1.StatusError, tes1.ReplyMalformed)
+			return
+		}
+		status, text, closeAfter := s.handleReport(c, log, m)
+		err = s.reply(c, status, text)
+		c.busy.Store(false)
+		if err != nil || closeAfter {
+			return
+		}
+	}
+}
+
+// readFailed answers a framing error the way TES/1 does and logs the rest.
+func (s *Server) readFailed(c *conn, log *slog.Logger, err error) {
+	var ne net.Error
+	switch {
+	case errors.Is(err, io.EOF):
+	case errors.Is(err, tes1.ErrTooLarge):
+		s.refuse(c, log, tes1.ReplyTooLarge)
+		s.reply(c, tes1.StatusError, tes1.ReplyTooLarge)
+	case errors.Is(err, tes1.ErrMalformed):
+		s.refuse(c, log, tes1.ReplyMalformed)
+		s.reply(c, tes1.StatusError, tes1.ReplyMalformed)
+	case errors.As(err, &ne) && ne.Timeout():
+		if !s.closing.Load() {
+			log.Info("closing connection: deadline passed")
+		}
+	default:
+		log.Debug("read failed", "err", err)
+	}
+}
+
+func (s *Server) handleReport(c *conn, log *slog.Logger, m *tes1.Message) (status, text string, closeAfter bool) {
+	if c.state != reporting {
+		s.refuse(c, log, tes1.ReplyUnauthorized)
+		return tes1.StatusError, tes1.ReplyUnauthorized, true
+	}
+	switch m.Type {
+	case tes1.TypeData:
+		return s.handleData(c, log, m)
+	case tes1.TypeStatus:
+		return s.handleStatus(c, log, m)
+	}
+	s.refuse(c, log, tes1.ReplyUnknownType)
+	return tes1.StatusError, tes1.ReplyUnknownType, false
+}
+
+func (s *Server) handleData(c *conn, log *slog.Logger, m *tes1.Message) (string, string, bool) {
+	r, sig, err := ParseData(m)
+	if err != nil {
+		text := ReplyText(err)
+		s.refuse(c, log, text)
+		return tes1.StatusError, text, false
+	}
+	// A revocation also ends connections that are already open.
+	if now := s.cfg.Now(); now.Sub(c.checkedAt) >= s.cfg.RecheckAfter {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, _, reason, err := s.checkDevice(ctx, c.device.ID, nil)
+		cancel()
+		if err != nil {
+			if reason == tes1.ReplyUnavailable {
+				return tes1.StatusError, tes1.ReplyUnavailable, false
+			}
+			s.refuse(c, log, reason)
+			return tes1.StatusError, tes1.ReplyUnauthorized, true
+		}
+		c.checkedAt = now
+	}
+	r.User = c.device.User
+	r.Suite = tes.SuiteTLS
+	fields := evidence.FromReport(r, c.device.ID)
+	signed, err := evidence.Encode(fields)
+	if err != nil {
+		var fe *evidence.FieldError
+		text := tes1.ReplyProcessing
+		if errors.As(err, &fe) {
+			text = "Invalid " + fe.Field + ": " + fe.Why + "."
+		}
+		s.refuse(c, log, text)
+		return tes1.StatusError, text, false
+	}
+	if evidence.VerifySignature(c.devicePub, signed, sig) != nil {
+		s.refuse(c, log, tes1.ReplySigInvalid)
+		return tes1.StatusError, tes1.ReplySigInvalid, false
+	}
+	r.ObservedAt = fields.ObservedAt // what was signed: whole seconds
+	r.Evidence = tes.Evidence{Signed: signed, Signature: sig, KeyFingerprint: c.device.KeyFingerprint,
+		PublicKey: c.device.Cert, DeviceID: c.device.ID}
+	// Inside TLS nobody can replay a record, and a resend after a lost
+	// acknowledgement must be answered OK (a duplicate by report_id), so
+	// the replay-guard digest names this message on this connection.
+	c.nData++
+	h := sha256.New()
+	h.Write([]byte("tes-tls-data-v1"))
+	h.Write(c.exporter)
+	h.Write(binary.BigEndian.AppendUint64(nil, c.nData))
+	item := &tes.IngestItem{MessageDigest: h.Sum(nil), Report: r, ReceivedAt: s.cfg.Now()}
+	if err := s.cfg.Ingest.Submit(context.Background(), item); err != nil {
+		log.Error("report not committed", "err", err)
+		s.Stats.Refused.Add(1)
+		return tes1.StatusError, tes1.ReplyUnavailable, false
+	}
+	switch item.Outcome {
+	case tes.OutcomeStored, tes.OutcomeDuplicate:
+		s.Stats.Accepted.Add(1)
+		return tes1.StatusOK, tes1.ReplyQueued, false
+	case tes.OutcomeReplay:
+		s.refuse(c, log, tes1.ReplyReplay)
+		return tes1.StatusError, tes1.ReplyReplay, false
+	}
+	log.Error("ingest returned no outcome", "outcome", item.Outcome)
+	return tes1.StatusError, tes1.ReplyUnavailable, false
+}
+
+func (s *Server) handleStatus(c *conn, log *slog.Logger, m *tes1.Message) (string, string, bool) {
+	if s.cfg.Statuses == nil {
+		s.refuse(c, log, tes1.ReplyUnknownType)
+		return tes1.StatusError, tes1.ReplyUnknownType, false
+	}
+	str, ok := m.PayloadString()
+	var req statusRequest
+	if !ok || json.Unmarshal([]byte(str), &req) != nil || len(req.ReportIDs) > tes1.MaxStatusIDs {
+		s.refuse(c, log, tes1.ReplyProcessing)
+		return tes1.StatusError, tes1.ReplyProcessing, false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	list, err := s.cfg.Statuses.ReportStatuses(ctx, c.device.User, req.ReportIDs)
+	if err != nil {
+		log.Error("report statuses", "err", err)
+		return tes1.StatusError, tes1.ReplyUnavailable, false
+	}
+	b, _ := json.Marshal(statusReply{Reports: list})
+	return tes1.StatusOK, string(b), false
+}
+
+func (s *Server) reply(c *conn, status, text string) error {
+	c.out = tes1.AppendMessage(c.out[:0], status, text, "")
+	return s.write(c, c.out)
+}
+
+func (s *Server) write(c *conn, b []byte) error {
+	c.raw.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+	_, err := c.tls.Write(b)
+	return err
+}
+
+func (s *Server) refuse(c *conn, log *slog.Logger, reason string) {
+	s.Stats.Refused.Add(1)
+	log.Warn("request refused", "reason", reason, "user", c.user())
+	if s.cfg.OnRefuse != nil {
+		s.cfg.OnRefuse(c.user(), c.remote, reason)
+	}
+}
+
+func remoteIP(c net.Conn) string {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	host, _, err := net.SplitHostPort(c.RemoteAddr().String())
+	if err != nil {
+		return c.RemoteAddr().String()
+	}
+	return host
+}
+
+// String describes the server for logs.
+func (s *Server) String() string { return fmt.Sprintf("TLS suite (CA %s)", s.CAHash()) }
