@@ -86,7 +86,8 @@ func (f *officerFlags) config(env *Env) (officer.Config, error) {
 		HandshakeTimeout: f.handshakeTimeout, IdleTimeout: f.idleTimeout, MetricsAllow: allow,
 		UI: func(s *officer.Server) (http.Handler, error) {
 			ui, err := officerui.New(officerui.Config{Store: s.Store, Review: s.Review, Auth: s.Auth, Status: s.Status,
-				Log: s.Log().With("component", "dashboard"), Secure: f.httpSecure, Threshold: f.threshold})
+				Log: s.Log().With("component", "dashboard"), Secure: f.httpSecure, Threshold: f.threshold,
+				Evidence: s.Evidence()})
 			if err != nil {
 				return nil, err
 			}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tes-traffic/tes"
 	"github.com/tes-traffic/tes/internal/browsertest"
+	"github.com/tes-traffic/tes/internal/evidence"
 	"github.com/tes-traffic/tes/internal/officerui"
 )
 
@@ -177,14 +178,31 @@ func TestBrowserReview(t *testing.T) {
 	b.nav("/dashboard?limit=20")
 	browsertest.SaveScreenshot(t, b.ctx, "officer-queue.png")
 
-	// The process page of a repeat offender, for the documentation.
-	b.nav("/process/" + itoa(pending[len(pending)-3]))
+	// The process page of a repeat offender's new report from an enrolled
+	// device, for the documentation: the page checks the evidence again,
+	// and its sealed evidence file downloads and verifies on its own.
+	prior := e.violation(pending[len(pending)-3])
+	devRep := tes.Report{Plate: prior.Plate, Speed: prior.SpeedLimit + 27, SpeedLimit: prior.SpeedLimit,
+		Location: prior.Location, ObservedAt: now.Add(-40 * time.Second), User: "unit12"}
+	pki().signTLS(&devRep, "cam-017")
+	tid := e.ingest(devRep)[0]
+	b.nav("/process/" + itoa(tid))
+	b.wantText("#evidence", "TLS 1.3, enrolled device", "cam-017", "Verified now", "Match this record",
+		"user unit12", "Issued by "+pki().ca.Cert.Subject.CommonName, "What it does not prove", "Download evidence file")
 	browsertest.SaveScreenshot(t, b.ctx, "officer-process.png")
+	file := b.fetch(`fetch(document.querySelector("#evidence-download").href)`)
+	if want := `attachment; filename="violation-` + itoa(tid) + `-evidence.json"`; file.Status != 200 || file.Type != "application/json" || file.Disp != want {
+		t.Errorf("evidence download: status %d, type %q, disposition %q; want 200, application/json, %s", file.Status, file.Type, file.Disp, want)
+	}
+	if res, err := evidence.Verify([]byte(file.Body), evidence.VerifyOptions{CAHash: pki().ca.Hash()}); err != nil || res.ViolationID != tid {
+		t.Errorf("the downloaded evidence file does not verify as violation %d: %+v, %v", tid, res, err)
+	}
 
 	// Approve: the rule gives 88 km/h 20 points, and the record shows them.
 	b.nav("/dashboard")
 	b.clickAndLoad(`a[href="/process/` + itoa(id) + `"]`)
 	b.wantText("main", plate, "Harbour Road at Mill Lane", "Verified", "SHA256:", "Approve and add 20 points")
+	b.wantText("#evidence", "TES/1 (legacy RSA + DES)", "Verified now", "self-asserted", "cannot be tied to the ciphertext")
 	b.clickAndLoad("#approve")
 	b.wantText("#outcome", "Approved by olga", "20 points were added")
 	if v := e.violation(id); v.Status != tes.StatusApproved || v.PointsApplied != 20 {

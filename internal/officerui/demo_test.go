@@ -2,8 +2,6 @@ package officerui_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -45,15 +43,9 @@ func demoPlate(r *rand.Rand) string {
 	}
 }
 
-func demoEvidence(unit string) tes.Evidence {
-	sum := sha256.Sum256([]byte("demo key of " + unit))
-	return tes.Evidence{
-		Signed:         []byte("iv||ciphertext"),
-		Signature:      []byte("signature"),
-		KeyFingerprint: "SHA256:" + base64.RawStdEncoding.EncodeToString(sum[:]),
-		PublicKey:      []byte("spki of " + unit),
-	}
-}
+// demoEvidence is a TES/1 report's evidence from unit, with a real RSA
+// signature (pki_test.go), so that the process page shows it verified.
+func demoEvidence(unit string) tes.Evidence { return pki().tes1Evidence(unit) }
 
 // seedDemo ingests n violations spread over the last three days before now,
 // then decides about half of the older ones, with repeat offenders so that
@@ -95,8 +87,7 @@ func seedDemo(t testing.TB, s tes.Store, rules tes.Rules, now time.Time, n int) 
 			User:       unit, Suite: tes.SuiteTES1, Evidence: demoEvidence(unit),
 		}
 		if r.IntN(4) == 0 {
-			rep.Suite = tes.SuiteTLS
-			rep.Evidence.DeviceID = fmt.Sprintf("cam-%03d", 10+r.IntN(40))
+			pki().signTLS(&rep, fmt.Sprintf("cam-%03d", 10+r.IntN(40)))
 		}
 		id := ingestAt(t, s, at, rep)[0]
 		all = append(all, seeded{at, id})

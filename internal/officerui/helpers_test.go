@@ -114,6 +114,7 @@ func newEnv(t *testing.T, edit ...func(*officerui.Config)) *env {
 			}
 		},
 		Location: time.UTC,
+		Evidence: pki().exporter(e.store, e.clock.Now),
 	}
 	for _, f := range edit {
 		f(&e.cfg)

@@ -11,18 +11,18 @@ import (
 )
 
 type processData struct {
-	V         row
-	Driver    *tes.Driver // nil when the plate has no record yet
-	History   []row       // the plate's other recent violations
-	Reason    string      // the reject form, refilled after an error
-	Note      string
-	Conflict  bool // a decision was refused because the violation was already decided
-	SuiteName string
+	V        row
+	Driver   *tes.Driver // nil when the plate has no record yet
+	History  []row       // the plate's other recent violations
+	Reason   string      // the reject form, refilled after an error
+	Note     string
+	Conflict bool          // a decision was refused because the violation was already decided
+	Evidence *evidenceView // checked again on every load (evidence.go)
 }
 
 // processPage is the original's /process/<id>: every fact of one violation,
-// the points the rules give and the Approve and Reject forms, or the outcome
-// when it has been decided.
+// its evidence checked again now, the points the rules give and the Approve
+// and Reject forms, or the outcome when it has been decided.
 func (ui *UI) processPage(w http.ResponseWriter, r *http.Request) {
 	id, err := parseID(r.PathValue("id"))
 	if err != nil {
@@ -42,7 +42,7 @@ func (ui *UI) showProcess(w http.ResponseWriter, r *http.Request, status int, id
 		return
 	}
 	d.V = row{Violation: viol, Points: ui.review.Points(viol)}
-	d.SuiteName = suiteName(viol.Suite)
+	d.Evidence = ui.describeEvidence(viol)
 	if drv, err := ui.store.Driver(ctx, viol.Plate); err == nil {
 		d.Driver = drv
 	} else if tes.ErrorCode(err) != tes.ENOTFOUND {
@@ -123,17 +123,4 @@ func (ui *UI) conflictText(ctx context.Context, id int64, err error) string {
 	}
 	return fmt.Sprintf("Violation %d was already decided by %s at %s (%s). Nothing was changed.",
 		id, v.DecidedBy, v.DecidedAt.In(ui.loc).Format("2006-01-02 15:04:05 MST"), strings.ToLower(string(v.Status)))
-}
-
-// suiteName is the human name of the protocol a report came over.
-func suiteName(s string) string {
-	switch s {
-	case tes.SuiteTES1:
-		return "TES/1 (legacy RSA + DES)"
-	case tes.SuiteTLS:
-		return "TLS 1.3 (enrolled device)"
-	case "":
-		return "—"
-	}
-	return s
 }

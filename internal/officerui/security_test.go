@@ -125,7 +125,7 @@ func TestNoSessionNoAccess(t *testing.T) {
 	tokenID := hex.EncodeToString(tok.IDHash)
 	before := e.snapshot(ids...)
 
-	pages := []string{"/", "/dashboard", "/dashboard?status=all", "/process/1", "/records", "/records/AB%201",
+	pages := []string{"/", "/dashboard", "/dashboard?status=all", "/process/1", "/process/1/evidence", "/records", "/records/AB%201",
 		"/status", "/charts", "/users", "/password", "/export/violations.csv", "/export/records.csv"}
 	for _, cookie := range []string{"", "garbage", base64.RawURLEncoding.EncodeToString(make([]byte, 32))} {
 		c := e.client()
@@ -155,6 +155,7 @@ func TestNoSessionNoAccess(t *testing.T) {
 		}
 		for _, rt := range []route{
 			{"GET", "/api/violations", nil}, {"GET", "/api/violations?status=pending", nil}, {"GET", "/api/violations/1", nil},
+			{"GET", "/api/violations/1/evidence", nil},
 			{"POST", "/api/violations/1/approve", nil}, {"POST", "/api/violations/1/reject", nil}, {"POST", "/api/action", nil},
 		} {
 			var r *resp
@@ -287,7 +288,7 @@ func TestPoliceForbidden(t *testing.T) {
 	}
 	c := e.login("pete")
 	before := e.snapshot(ids...)
-	for _, p := range []string{"/dashboard", "/process/1", "/records", "/records/AB%201", "/status", "/charts", "/users", "/export/violations.csv", "/export/records.csv"} {
+	for _, p := range []string{"/dashboard", "/process/1", "/process/1/evidence", "/records", "/records/AB%201", "/status", "/charts", "/users", "/export/violations.csv", "/export/records.csv"} {
 		r := c.get(p)
 		wantStatus(t, r, http.StatusForbidden)
 		wantBody(t, r, "police role")
@@ -305,6 +306,7 @@ func TestPoliceForbidden(t *testing.T) {
 	}
 	for _, hdr := range []map[string]string{{"X-CSRF-Token": c.csrf}, {"Authorization": "Bearer " + raw}} {
 		wantStatus(t, c.api("GET", "/api/violations", nil, hdr), http.StatusForbidden)
+		wantStatus(t, c.api("GET", "/api/violations/1/evidence", nil, hdr), http.StatusForbidden)
 		r := c.api("POST", "/api/violations/1/approve", nil, hdr)
 		wantStatus(t, r, http.StatusForbidden)
 		if b := decodeJSON[map[string]string](t, r); b["code"] != tes.EFORBIDDEN {

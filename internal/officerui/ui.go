@@ -1,7 +1,8 @@
 // Package officerui is the officers' web dashboard: sign-in, the review
-// queue, the process page with Approve and Reject, bulk decisions, driver
-// records, server status, charts, user administration, CSV export and a JSON
-// API for integrations.
+// queue, the process page with Approve and Reject and the report's evidence
+// (checked again on every view, with a download of its sealed evidence
+// file), bulk decisions, driver records, server status, charts, user
+// administration, CSV export and a JSON API for integrations.
 //
 // It is server-rendered html/template with embedded templates and assets and
 // no third-party code in the page, so it works on closed police networks and
@@ -62,6 +63,10 @@ type Config struct {
 	Threshold int                     // driver points at or over which a record is highlighted; 0 means DefaultThreshold
 	Now       func() time.Time        // clock for sessions and display; nil means time.Now
 	Location  *time.Location          // time zone for display and date filters; nil means time.Local
+	// Evidence exports sealed evidence files for the process page's
+	// download link and GET /api/violations/{id}/evidence; nil hides the
+	// link and both routes answer 404.
+	Evidence EvidenceExporter
 }
 
 // UI is the officer dashboard. Build it with New; it is safe for concurrent
@@ -128,11 +133,12 @@ func (ui *UI) routes() http.Handler {
 	mux.HandleFunc("GET /password", ui.signedIn(ui.passwordPage))
 	mux.HandleFunc("POST /password", ui.signedIn(ui.passwordSubmit))
 
-	// Review (queue.go, process.go, bulk.go).
+	// Review (queue.go, process.go, evidence.go, bulk.go).
 	mux.HandleFunc("GET /dashboard", ui.reviewer(ui.queuePage))
 	mux.HandleFunc("GET /process/{id}", ui.reviewer(ui.processPage))
 	mux.HandleFunc("POST /process/{id}/approve", ui.reviewer(ui.processApprove))
 	mux.HandleFunc("POST /process/{id}/reject", ui.reviewer(ui.processReject))
+	mux.HandleFunc("GET /process/{id}/evidence", ui.reviewer(ui.evidenceDownload))
 	mux.HandleFunc("POST /bulk", ui.reviewer(ui.bulkSubmit))
 
 	// Records, status, charts (records.go, status.go, charts.go).
@@ -158,6 +164,7 @@ func (ui *UI) routes() http.Handler {
 	// JSON API (api.go).
 	mux.HandleFunc("GET /api/violations", ui.api(ui.apiList))
 	mux.HandleFunc("GET /api/violations/{id}", ui.api(ui.apiGet))
+	mux.HandleFunc("GET /api/violations/{id}/evidence", ui.api(ui.apiEvidence))
 	mux.HandleFunc("POST /api/violations/{id}/approve", ui.api(ui.apiApprove))
 	mux.HandleFunc("POST /api/violations/{id}/reject", ui.api(ui.apiReject))
 	mux.HandleFunc("POST /api/action", ui.api(ui.apiAction))
