@@ -44,6 +44,8 @@ func init() {
 		{"evidence", "export a violation's sealed evidence file, or verify one offline", runEvidence},
 		{"audit", "verify the audit log's hash chain and signed checkpoints", runAudit},
 		{"bench", "load-test a running officer server: reports/s or sessions/s, latency, CPU per operation", runBench},
+		{"migrate", "upgrade the store's schema (PostgreSQL: once, before restarting the nodes on a new tes)", runMigrate},
+		{"store", "move a store: store copy --from sqlite:PATH --to postgres://...", runStore},
 	}
 }
 

@@ -20,7 +20,7 @@ import (
 func storeFlags(fs *flag.FlagSet, env *Env) *officer.StoreConfig {
 	c := &officer.StoreConfig{}
 	fs.StringVar(&c.DataDir, "data", envOr(env, "TES_DATA", "tes-data"), "data directory: database, keys, initial admin password (env TES_DATA)")
-	fs.StringVar(&c.DB, "db", env.Getenv("TES_DB"), "database URL: empty or sqlite:PATH for SQLite in the data directory (env TES_DB)")
+	fs.StringVar(&c.DB, "db", env.Getenv("TES_DB"), "database: empty for SQLite in the data directory, sqlite:PATH, or postgres://USER@HOST/DB shared by several nodes (env TES_DB)")
 	fs.StringVar(&c.KeyFile, "store-key-file", env.Getenv("TES_STORE_KEY_FILE"), "at-rest key file (default DATA/store.key, created at first start) (env TES_STORE_KEY_FILE)")
 	return c
 }

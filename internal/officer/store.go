@@ -2,13 +2,16 @@ package officer
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/tes-traffic/tes"
 	"github.com/tes-traffic/tes/internal/atrest"
+	"github.com/tes-traffic/tes/internal/postgres"
 	"github.com/tes-traffic/tes/internal/sqlite"
 )
 
@@ -25,6 +28,12 @@ type StoreConfig struct {
 }
 
 // OpenStore opens the configured store and its at-rest keys.
+//
+// With a postgres:// URL the store is shared by every node: the key file
+// must be the same on each (a server creates one only for a database that
+// holds no store yet), the server creates the schema only in an empty
+// database, and a schema older than this build is refused until `tes
+// migrate` has upgraded it.
 func OpenStore(ctx context.Context, c StoreConfig) (tes.Store, error) {
 	if c.DataDir == "" {
 		return nil, fmt.Errorf("no data directory: pass --data DIR or set TES_DATA")
@@ -42,9 +51,25 @@ func OpenStore(ctx context.Context, c StoreConfig) (tes.Store, error) {
 	}
 	var keys *atrest.Keys
 	var err error
-	if c.Create && c.KeyFile == "" {
+	switch {
+	case c.Create && c.KeyFile == "" && postgres.IsURL(c.DB):
+		// Every node of a PostgreSQL deployment shares one at-rest key.
+		// Only the node that creates the store creates the key; a node
+		// joining an existing store must be given the first one's.
+		keys, err = atrest.Load(keyFile)
+		if errors.Is(err, fs.ErrNotExist) {
+			fresh, perr := postgres.IsNew(ctx, c.DB)
+			if perr != nil {
+				return nil, perr
+			}
+			if !fresh {
+				return nil, fmt.Errorf("store key: %s does not exist and the PostgreSQL database already holds a TES store: copy store.key from the node that created it (every node shares one at-rest key and one TES/1 server key; see docs/deploy-multinode.md)", keyFile)
+			}
+			keys, _, err = atrest.LoadOrCreate(keyFile)
+		}
+	case c.Create && c.KeyFile == "":
 		keys, _, err = atrest.LoadOrCreate(keyFile)
-	} else {
+	default:
 		keys, err = atrest.Load(keyFile)
 	}
 	if err != nil {
@@ -66,8 +91,19 @@ func OpenStore(ctx context.Context, c StoreConfig) (tes.Store, error) {
 			}
 		}
 		return sqlite.Open(ctx, path, keys)
-	case strings.HasPrefix(c.DB, "postgres://") || strings.HasPrefix(c.DB, "postgresql://"):
-		return nil, fmt.Errorf("PostgreSQL is not supported by this build yet; use SQLite (omit --db)")
+	case postgres.IsURL(c.DB):
+		// The server creates the schema in an empty database; it never
+		// upgrades a shared schema on its own: `tes migrate` does, once,
+		// before the nodes are restarted on a new version.
+		mode := postgres.MigrateNone
+		if c.Create {
+			mode = postgres.MigrateEmpty
+		}
+		db, err := postgres.OpenOptions(ctx, c.DB, keys, postgres.Options{Migrate: mode})
+		if err != nil {
+			return nil, err
+		}
+		return db, nil
 	}
 	return nil, fmt.Errorf("unknown --db %q: use sqlite:PATH or postgres://...", c.DB)
 }
