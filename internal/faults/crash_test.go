@@ -16,6 +16,7 @@ import (
 	"github.com/tes-traffic/tes/internal/e2e"
 	"github.com/tes-traffic/tes/internal/legacy"
 	"github.com/tes-traffic/tes/internal/officer"
+	"github.com/tes-traffic/tes/internal/postgres/pgtest"
 	"github.com/tes-traffic/tes/internal/sqlite"
 	"github.com/tes-traffic/tes/internal/tes1"
 )
@@ -29,12 +30,29 @@ func TestCrashDurability(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: skips 20 kill/restart cycles")
 	}
+	crashRun(t, "")
+}
+
+// TestCrashDurabilityPostgres is the same against PostgreSQL: the server
+// is killed, the database is not, and what was acknowledged must be there.
+func TestCrashDurabilityPostgres(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: skips 20 kill/restart cycles")
+	}
+	crashRun(t, pgtest.NewDatabase(t))
+}
+
+func crashRun(t *testing.T, db string) {
 	data := filepath.Join(t.TempDir(), "data")
-	o := e2e.StartOfficer(t, data, "--http", "")
+	var dbArgs []string
+	if db != "" {
+		dbArgs = []string{"--db", db}
+	}
+	o := e2e.StartOfficer(t, data, append([]string{"--http", ""}, dbArgs...)...)
 	addr, fp := o.TES1Addr, o.Fingerprint
 	pw := filepath.Join(t.TempDir(), "pw")
 	os.WriteFile(pw, []byte("police-password\n"), 0o600)
-	if _, e, code := e2e.Run(t, "", nil, "user", "add", "police1", "--role", "police", "--data", data, "--password-file", pw); code != 0 {
+	if _, e, code := e2e.Run(t, "", nil, append([]string{"user", "add", "police1", "--role", "police", "--data", data, "--password-file", pw}, dbArgs...)...); code != 0 {
 		t.Fatal(e)
 	}
 
@@ -97,7 +115,7 @@ func TestCrashDurability(t *testing.T) {
 	for i := range 20 {
 		time.Sleep(time.Duration(300+rand.IntN(600)) * time.Millisecond)
 		o.Kill()
-		o = e2e.StartOfficer(t, data, "--http", "", "--listen", addr)
+		o = e2e.StartOfficer(t, data, append([]string{"--http", "", "--listen", addr}, dbArgs...)...)
 		if o.Fingerprint != fp {
 			t.Fatalf("restart %d: key changed", i)
 		}
@@ -107,13 +125,19 @@ func TestCrashDurability(t *testing.T) {
 	wg.Wait()
 	o.Stop()
 
-	store, err := officer.OpenStore(context.Background(), officer.StoreConfig{DataDir: data})
+	store, err := officer.OpenStore(context.Background(), officer.StoreConfig{DataDir: data, DB: db})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	if err := store.(*sqlite.DB).IntegrityCheck(context.Background()); err != nil {
-		t.Fatalf("integrity check after 20 crashes: %v", err)
+	if lite, ok := store.(*sqlite.DB); ok {
+		if err := lite.IntegrityCheck(context.Background()); err != nil {
+			t.Fatalf("integrity check after 20 crashes: %v", err)
+		}
+	}
+	// The audit chain survived the crashes too.
+	if out, e, code := e2e.Run(t, "", nil, append([]string{"audit", "verify", "--data", data}, dbArgs...)...); code != 0 {
+		t.Fatalf("tes audit verify after 20 crashes: exit %d\n%s%s", code, out, e)
 	}
 	stored := map[string]int{}
 	f := tes.ViolationFilter{Limit: 1000}
