@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -13,16 +14,18 @@ import (
 	"time"
 
 	"github.com/tes-traffic/tes"
+	"github.com/tes-traffic/tes/internal/enroll"
 	"github.com/tes-traffic/tes/internal/outbox"
 	"github.com/tes-traffic/tes/internal/pins"
 	"github.com/tes-traffic/tes/internal/policeui"
+	"github.com/tes-traffic/tes/internal/tlssuite"
 )
 
 // Exit code of `tes report --outbox` when reports are safely queued but
 // not yet delivered (EX_TEMPFAIL): run again later.
 const exitQueued = 75
 
-const policeSynopsis = "[--server HOST:PORT] [--http ADDR] [--data DIR] [--pins FILE]\n       tes police pins list | forget HOST:PORT  [--data DIR] [--pins FILE]"
+const policeSynopsis = "[--server HOST:PORT] [--http ADDR] [--data DIR] [--pins FILE] [--join TOKEN] [--tls-server HOST:PORT] [--allow-legacy]\n       tes police pins list | forget HOST:PORT  [--data DIR] [--pins FILE]"
 
 // policeOptions configure one police web client.
 type policeOptions struct {
@@ -31,12 +34,22 @@ type policeOptions struct {
 	data   string // outbox and pins
 	pins   string // default DATA/known_servers
 	log    *slog.Logger
+
+	// The TLS suite: DATA/device holds the enrolment.
+	join        string // a join token to enrol with first
+	tlsServer   string // overrides the TLS suite's address
+	allowLegacy bool   // an enrolled client may fall back to TES/1 when the TLS suite does not answer
+	out         io.Writer
 }
 
 func addPoliceDataFlags(fs *flag.FlagSet, env *Env, o *policeOptions) {
-	fs.StringVar(&o.data, "data", envOr(env, "TES_POLICE_DATA", "tes-police"), "data directory: the outbox of reports and the pinned server keys (env TES_POLICE_DATA)")
+	fs.StringVar(&o.data, "data", envOr(env, "TES_POLICE_DATA", "tes-police"), "data directory: the outbox of reports, the pinned server keys and the device enrolment in DATA/device (env TES_POLICE_DATA)")
 	fs.StringVar(&o.pins, "pins", "", "known-servers file (default DATA/known_servers)")
 }
+
+// deviceDir is where the police client keeps its device enrolment: the
+// Ed25519 key is made there and never leaves it.
+func (o *policeOptions) deviceDir() string { return filepath.Join(o.data, "device") }
 
 func (o *policeOptions) pinsFile() string {
 	if o.pins != "" {
@@ -55,6 +68,9 @@ func runPolice(ctx context.Context, env *Env, args []string) error {
 	fs.StringVar(&o.server, "server", envOr(env, "TES_SERVER", "127.0.0.1:9999"), "officer server's TES/1 address, the sign-in form's default (env TES_SERVER)")
 	fs.StringVar(&o.http, "http", envOr(env, "TES_POLICE_HTTP", ":5000"), "address of the web client (env TES_POLICE_HTTP)")
 	addPoliceDataFlags(fs, env, &o)
+	fs.StringVar(&o.join, "join", env.Getenv("TES_JOIN"), "enrol this client as a device with a join token (tes device add --user NAME); from then on it reports to that server's host over the TLS suite (env TES_JOIN)")
+	fs.StringVar(&o.tlsServer, "tls-server", env.Getenv("TES_TLS_SERVER"), "the TLS suite's address, when not the one in the join token or the enrolment (env TES_TLS_SERVER)")
+	fs.BoolVar(&o.allowLegacy, "allow-legacy", false, "when this client is enrolled for the server's host but the TLS suite does not answer, fall back to TES/1 (with a warning) instead of keeping reports queued")
 	logFormat := fs.String("log-format", envOr(env, "TES_LOG_FORMAT", "text"), "log format: text or json")
 	logLevel := fs.String("log-level", envOr(env, "TES_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
@@ -70,27 +86,80 @@ func runPolice(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return exitError{2, err.Error()}
 	}
-	o.log = log
+	o.log, o.out = log, env.Stdout
 	p, err := startPolice(ctx, o)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "Police client on %s (officer server %s; outbox in %s)\n", browserURL(p.addr.String()), o.server, p.ob.Path())
+	if d := p.device; d != nil {
+		fmt.Fprintf(env.Stdout, "Device %s of user %s: sign-ins to %s use the TLS suite at %s (CA %s)", d.ID, d.User, d.Host(), d.Addr, d.CAHash)
+		if o.allowLegacy {
+			fmt.Fprintln(env.Stdout, "; --allow-legacy: falls back to TES/1 with a warning when it does not answer")
+		} else {
+			fmt.Fprintln(env.Stdout, "; never falls back to TES/1")
+		}
+	}
 	fmt.Fprintln(env.Stdout, "Passwords are kept in memory only: after a restart, queued reports are sent when their officer signs in again.")
 	return p.wait()
 }
 
 // runningPolice is a police web client serving until its context ends.
 type runningPolice struct {
-	addr net.Addr
-	ob   *outbox.Outbox
-	done chan error
+	addr   net.Addr
+	ob     *outbox.Outbox
+	device *tlssuite.Device // nil: not enrolled
+	done   chan error
+}
+
+// policeDevice enrols the client with o.join when given (a restart with
+// the token of the enrolment already made is no error) and loads the
+// enrolment in DATA/device; nil when there is none.
+func policeDevice(ctx context.Context, o policeOptions) (*tlssuite.Device, error) {
+	dir := o.deviceDir()
+	if o.join != "" {
+		tok, err := enroll.Parse(o.join)
+		if err != nil {
+			return nil, exitError{2, "--join: " + err.Error()}
+		}
+		if dev, err := tlssuite.LoadDevice(dir); err == nil {
+			if dev.ID != tok.ID {
+				return nil, exitError{2, fmt.Sprintf("%s already holds the enrolment of device %s (user %s); remove that directory to enrol this client again, or drop --join", dir, dev.ID, dev.User)}
+			}
+			o.log.Info("already enrolled with this join token", "device", dev.ID)
+		} else if !errors.Is(err, tlssuite.ErrNotEnrolled) {
+			return nil, err
+		} else {
+			dev, err := tlssuite.EnrollWith(ctx, o.join, dir, tlssuite.Options{Addr: o.tlsServer})
+			if err != nil {
+				return nil, fmt.Errorf("enrol with the join token: %w", err)
+			}
+			o.log.Info("enrolled as a device", "device", dev.ID, "user", dev.User, "tls", dev.Addr, "ca", dev.CAHash, "dir", dir)
+			if o.out != nil {
+				fmt.Fprintf(o.out, "Enrolled as device %s of user %s at %s (CA %s); enrolment in %s\n", dev.ID, dev.User, dev.Addr, dev.CAHash, dir)
+			}
+		}
+	}
+	dev, err := tlssuite.LoadDevice(dir)
+	if errors.Is(err, tlssuite.ErrNotEnrolled) {
+		if o.allowLegacy {
+			o.log.Warn("--allow-legacy has no effect: this client is not enrolled as a device", "dir", dir)
+		}
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("device enrolment: %w", err)
+	}
+	return dev, nil
 }
 
 // startPolice opens the outbox, prunes finished reports past retention,
 // binds the listener and serves until ctx is cancelled; then it signs
 // every session out (closing the protocol sessions) and closes the outbox.
 func startPolice(ctx context.Context, o policeOptions) (*runningPolice, error) {
+	dev, err := policeDevice(ctx, o)
+	if err != nil {
+		return nil, err
+	}
 	ob, err := outbox.Open(ctx, filepath.Join(o.data, outbox.FileName))
 	if err != nil {
 		return nil, err
@@ -100,7 +169,8 @@ func startPolice(ctx context.Context, o policeOptions) (*runningPolice, error) {
 	} else if n > 0 {
 		o.log.Info("pruned finished reports past retention", "reports", n, "retention", outbox.DefaultRetention)
 	}
-	ui, err := policeui.New(policeui.Config{Outbox: ob, Pins: pins.Open(o.pinsFile()), DefaultServer: o.server, Log: o.log})
+	ui, err := policeui.New(policeui.Config{Outbox: ob, Pins: pins.Open(o.pinsFile()), DefaultServer: o.server, Log: o.log,
+		Device: dev, TLSAddr: o.tlsServer, AllowLegacy: o.allowLegacy})
 	if err != nil {
 		ob.Close()
 		return nil, err
@@ -114,7 +184,7 @@ func startPolice(ctx context.Context, o policeOptions) (*runningPolice, error) {
 	hs := &http.Server{Handler: ui.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(o.log.Handler(), slog.LevelWarn)}
-	p := &runningPolice{addr: ln.Addr(), ob: ob, done: make(chan error, 1)}
+	p := &runningPolice{addr: ln.Addr(), ob: ob, device: dev, done: make(chan error, 1)}
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
 	go func() {

@@ -112,11 +112,11 @@ type policeProcess struct {
 
 var rePoliceURL = regexp.MustCompile(`Police client on (http://\S+/)`)
 
-// startPoliceProcess runs the real binary's `tes police` on a free port
-// and waits until it serves.
-func startPoliceProcess(t *testing.T, server, data string) *policeProcess {
+// startPoliceProcess runs the real binary's `tes police` on a free port,
+// with args added, and waits until it serves.
+func startPoliceProcess(t *testing.T, server, data string, args ...string) *policeProcess {
 	t.Helper()
-	cmd := exec.Command(e2e.Binary(t), "police", "--server", server, "--http", "127.0.0.1:0", "--data", data, "--log-level", "warn")
+	cmd := exec.Command(e2e.Binary(t), append([]string{"police", "--server", server, "--http", "127.0.0.1:0", "--data", data, "--log-level", "warn"}, args...)...)
 	cmd.Env = append(os.Environ(), "TES_POLICE_DATA=", "TES_POLICE_HTTP=")
 	out, err := cmd.StdoutPipe()
 	if err != nil {

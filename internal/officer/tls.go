@@ -85,7 +85,7 @@ func (s *Server) openTLS(ctx context.Context) error {
 	m.server, err = tlssuite.NewServer(tlssuite.Config{
 		CA: m.ca, ServerCert: cert, Devices: devices, Users: s.Store, Ingest: s.batcher,
 		Log: s.cfg.Log.With("suite", "tls"), OnRefuse: s.onRefuse, Audit: s.appendAudit,
-		Statuses: statusStore(s.Store), MaxConns: s.cfg.MaxConns, MaxConnsPerIP: s.cfg.MaxConnsPerIP,
+		Statuses: statusStore(s.Store), Auth: s.Auth, MaxConns: s.cfg.MaxConns, MaxConnsPerIP: s.cfg.MaxConnsPerIP,
 		IdleTimeout: s.cfg.IdleTimeout,
 	})
 	if err != nil {

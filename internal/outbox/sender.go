@@ -16,6 +16,7 @@ import (
 	"github.com/tes-traffic/tes"
 	"github.com/tes-traffic/tes/internal/pins"
 	"github.com/tes-traffic/tes/internal/tes1"
+	"github.com/tes-traffic/tes/internal/tlssuite"
 )
 
 // ConnState is what a Sender's protocol session is doing.
@@ -29,6 +30,14 @@ const (
 	ConnKeyChanged  ConnState = "key-changed"  // the server shows another key than the pinned one: nothing is sent
 	ConnLoginFailed ConnState = "login-failed" // the server refused the stored credentials: sign in again
 	ConnStopped     ConnState = "stopped"      // signed out or shut down
+	// ConnNoDowngrade: this client is enrolled for the server's host and
+	// the TLS suite does not answer; TES/1 is not tried (no silent
+	// downgrade). Retrying the TLS suite with backoff.
+	ConnNoDowngrade ConnState = "no-downgrade"
+	// ConnDeviceRevoked: the server refuses this client's device
+	// certificate (revoked, or enrolled elsewhere): nothing is sent until
+	// an admin enrols the client again.
+	ConnDeviceRevoked ConnState = "device-revoked"
 )
 
 // Support says whether the server answers STATUS (report decisions). The
@@ -48,6 +57,7 @@ type Status struct {
 	Since         time.Time // when State was entered
 	Fingerprint   string    // the server key of the last session ("SHA256:...")
 	FirstUse      bool      // that key was pinned by this sender (trust on first use)
+	Suite         ConnInfo  // the last session's suite, key and device (zero before the first)
 	LastMessage   string    // the last reply or event, e.g. "OK: Message Queued for Processing (34ABC123)"
 	LastMessageAt time.Time
 	LastError     string             // why the last attempt failed, for people
@@ -56,18 +66,26 @@ type Status struct {
 	Decisions     Support
 }
 
-// SenderConfig configures a Sender. Outbox, Server, User, Password and Pins
-// are required.
+// SenderConfig configures a Sender. Outbox, Server and User are required,
+// and Pins unless Dial is set.
 type SenderConfig struct {
 	Outbox *Outbox
-	Server string // host:port; also the pin's name
+	Server string // host:port of the officer's TES/1 suite; the outbox key and the pin's name
 	User   string
-	// Password signs in again after a reconnect. It is kept in memory only,
-	// for the sender's life, and wiped when it stops: never written to disk.
+	// Password signs in again after a reconnect, on suites that need it
+	// (Loginer: TES/1). It is kept in memory only, for the sender's life,
+	// and wiped when it stops: never written to disk.
 	Password string
 	Pins     *pins.File
-	// Client, if set, is a session already signed in as User (the web
-	// sign-in's); the sender takes it over and closes it when it stops.
+	// Dial opens a session: which suite, and whether TES/1 may stand in
+	// for the TLS suite, is decided there (NewDialer). nil means TES/1 to
+	// Server, checking the key against Pins.
+	Dial DialFunc
+	// Conn, if set, is a session already open (and, on TES/1, signed in
+	// as User): the web sign-in's. The sender takes it over and closes it
+	// when it stops.
+	Conn Conn
+	// Client is Conn for a TES/1 client.
 	Client *tes1.Client
 	Log    *slog.Logger
 
@@ -93,7 +111,7 @@ type Sender struct {
 	kick     chan struct{}
 
 	mu sync.Mutex
-	c  *tes1.Client // written by the loop under mu; read under mu by interrupt
+	c  Conn // written by the loop under mu; read under mu by interrupt
 	st Status
 
 	// Loop state, touched only by the goroutine in Run or Drain.
@@ -101,12 +119,15 @@ type Sender struct {
 	retryAt   time.Time
 	nextPoll  time.Time
 	decisions Support
+	// preferAt: a session that fell back to TES/1 is dropped at this time
+	// so that the next connect tries the TLS suite again; zero otherwise.
+	preferAt time.Time
 }
 
 // NewSender returns a sender for cfg; nothing happens until Run or Drain.
 func NewSender(cfg SenderConfig) (*Sender, error) {
-	if cfg.Outbox == nil || cfg.Server == "" || cfg.User == "" || cfg.Pins == nil {
-		return nil, errors.New("outbox: SenderConfig needs Outbox, Server, User and Pins")
+	if cfg.Outbox == nil || cfg.Server == "" || cfg.User == "" || cfg.Pins == nil && cfg.Dial == nil {
+		return nil, errors.New("outbox: SenderConfig needs Outbox, Server, User, and Pins or Dial")
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 15 * time.Second
@@ -138,12 +159,29 @@ func NewSender(cfg SenderConfig) (*Sender, error) {
 	s := &Sender{cfg: cfg, ob: cfg.Outbox, password: []byte(cfg.Password), kick: make(chan struct{}, 1),
 		log: cfg.Log.With("server", cfg.Server, "user", cfg.User)}
 	s.cfg.Password = ""
+	if s.cfg.Dial == nil {
+		s.cfg.Dial = NewDialer(DialConfig{Server: cfg.Server, Pins: cfg.Pins, Timeout: cfg.Timeout, StatusWait: cfg.StatusWait})
+	}
+	if cfg.Conn == nil && cfg.Client != nil {
+		cfg.Conn = NewTES1Conn(cfg.Client, cfg.StatusWait)
+	}
+	s.cfg.Conn, s.cfg.Client = nil, nil
 	s.st = Status{State: ConnConnecting, Since: cfg.Now()}
-	if cfg.Client != nil {
-		s.c = cfg.Client
-		s.st = Status{State: ConnOnline, Since: cfg.Now(), Fingerprint: cfg.Client.Fingerprint, FirstUse: cfg.Client.FirstUse}
+	if cfg.Conn != nil {
+		s.c = cfg.Conn
+		s.st = Status{State: ConnOnline, Since: cfg.Now()}
+		s.setInfo(cfg.Conn.Info())
+		if s.st.Suite.Warning != "" {
+			s.preferAt = cfg.Now().Add(s.cfg.MaxBackoff)
+		}
 	}
 	return s, nil
+}
+
+// setInfo records the session's suite and key; the caller holds mu or owns s.
+func (s *Sender) setInfo(info ConnInfo) {
+	s.st.Suite = info
+	s.st.Fingerprint, s.st.FirstUse = info.Fingerprint, s.st.FirstUse || info.FirstUse
 }
 
 // User returns the user the sender signs in as.
@@ -175,7 +213,10 @@ func (s *Sender) Kick() {
 // decisions on acknowledged reports, which also keeps the session alive.
 // A changed server key stops all sending until the pin is forgotten (it is
 // re-checked every MaxBackoff, sending nothing, not even the password); a
-// refused sign-in stops the sender until the user signs in again.
+// refused sign-in stops the sender until the user signs in again; a
+// refused device stops it for good (ConnDeviceRevoked). An unreachable
+// TLS suite is retried like an unreachable server, never replaced by
+// TES/1 unless the DialFunc allows it.
 func (s *Sender) Run(ctx context.Context) {
 	stop := context.AfterFunc(ctx, s.interrupt)
 	defer stop()
@@ -271,7 +312,7 @@ func (s *Sender) now() time.Time { return s.cfg.Now() }
 // step does what is due now and returns how long to wait before the next
 // step.
 func (s *Sender) step(ctx context.Context) time.Duration {
-	if s.Status().State == ConnLoginFailed {
+	if s.stopped() {
 		return time.Hour
 	}
 	if s.c == nil {
@@ -308,7 +349,16 @@ func (s *Sender) step(ctx context.Context) time.Duration {
 	if s.c == nil { // the STATUS probe found an original server: reconnect now
 		return 0
 	}
+	if !s.preferAt.IsZero() && !s.now().Before(s.preferAt) {
+		// A fallback session: try the preferred suite again.
+		s.disconnect()
+		s.retryAt = time.Time{}
+		return 0
+	}
 	wait := s.nextPoll.Sub(s.now())
+	if !s.preferAt.IsZero() {
+		wait = min(wait, s.preferAt.Sub(s.now()))
+	}
 	if t, ok, err := s.ob.NextDue(ctx, s.cfg.User, s.cfg.Server); err == nil && ok {
 		wait = min(wait, t.Sub(s.now()))
 	}
@@ -317,7 +367,12 @@ func (s *Sender) step(ctx context.Context) time.Duration {
 
 // retryNow handles a kick: connect at once and make every queued report due.
 func (s *Sender) retryNow(ctx context.Context) {
-	if s.Status().State == ConnLoginFailed {
+	if s.stopped() {
+		// Nothing is tried; a report queued since says why it waits.
+		now := s.now()
+		if _, err := s.ob.Postpone(ctx, s.cfg.User, s.cfg.Server, s.Status().LastError, now, now); err != nil && ctx.Err() == nil {
+			s.log.Error("outbox postpone", "err", err)
+		}
 		return
 	}
 	s.retryAt = time.Time{}
@@ -326,27 +381,41 @@ func (s *Sender) retryNow(ctx context.Context) {
 	}
 }
 
-// connect dials, checks the server key against the pin (before anything
-// else is sent) and signs in.
+// stopped reports whether the sender has stopped trying until someone acts:
+// the sign-in or the device was refused.
+func (s *Sender) stopped() bool {
+	st := s.Status().State
+	return st == ConnLoginFailed || st == ConnDeviceRevoked
+}
+
+// connect dials (the DialFunc checks the server's key or certificate
+// before anything else is sent) and, on a suite that needs it, signs in.
 func (s *Sender) connect(ctx context.Context) error {
 	// A retry keeps showing why the last attempt failed until one succeeds.
-	if st := s.Status().State; st != ConnOffline && st != ConnKeyChanged {
+	if st := s.Status().State; st != ConnOffline && st != ConnKeyChanged && st != ConnNoDowngrade {
 		s.setState(ConnConnecting, nil)
 	}
 	dctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
-	c, err := tes1.Dial(dctx, s.cfg.Server, tes1.ClientConfig{Pins: s.cfg.Pins, ServerName: s.cfg.Server, Timeout: s.cfg.Timeout})
+	c, err := s.cfg.Dial(dctx)
 	if err != nil {
 		return err
 	}
-	if err := c.Login(dctx, s.cfg.User, string(s.password)); err != nil {
-		c.Close()
-		var re *tes1.ReplyError
-		if errors.As(err, &re) {
-			return &loginError{err: err, text: re.Text}
+	if l, ok := c.(Loginer); ok {
+		if len(s.password) == 0 {
+			c.Close()
+			return &loginError{err: errors.New("no password"), text: tes1.ReplyBadLogin}
 		}
-		return err
+		if err := l.Login(dctx, s.cfg.User, string(s.password)); err != nil {
+			c.Close()
+			var re *tes1.ReplyError
+			if errors.As(err, &re) {
+				return &loginError{err: err, text: re.Text}
+			}
+			return err
+		}
 	}
+	info := c.Info()
 	s.mu.Lock()
 	if ctx.Err() != nil {
 		s.mu.Unlock()
@@ -354,10 +423,17 @@ func (s *Sender) connect(ctx context.Context) error {
 		return ctx.Err()
 	}
 	s.c = c
-	s.st.Fingerprint, s.st.FirstUse = c.Fingerprint, s.st.FirstUse || c.FirstUse
+	s.setInfo(info)
 	s.mu.Unlock()
-	if c.FirstUse {
-		s.log.Info("pinned the server key on first use", "fingerprint", c.Fingerprint, "pins", s.cfg.Pins.Path)
+	s.preferAt = time.Time{}
+	if info.Warning != "" {
+		s.preferAt = s.now().Add(s.cfg.MaxBackoff)
+	}
+	if info.FirstUse {
+		s.log.Info("pinned the server key on first use", "fingerprint", info.Fingerprint)
+	}
+	if info.Warning != "" {
+		s.log.Warn("connected over the legacy suite", "suite", info.Suite, "warning", info.Warning)
 	}
 	return nil
 }
@@ -393,12 +469,17 @@ func (s *Sender) fail(err error) {
 	state := ConnOffline
 	var changed *pins.ChangedError
 	var le *loginError
+	var down *DowngradeRefusedError
 	switch {
 	case errors.As(err, &changed):
 		state = ConnKeyChanged
 		s.failures = max(s.failures, 64) // re-check once every MaxBackoff
 	case errors.As(err, &le) && le.fatal():
 		state = ConnLoginFailed
+	case errors.Is(err, tlssuite.ErrDeviceRefused):
+		state = ConnDeviceRevoked
+	case errors.As(err, &down):
+		state = ConnNoDowngrade
 	}
 	now := s.now()
 	s.retryAt = now.Add(Backoff(s.failures, s.cfg.MinBackoff, s.cfg.MaxBackoff, s.cfg.Jitter()))
@@ -542,7 +623,7 @@ func (s *Sender) poll(ctx context.Context) error {
 		return nil
 	}
 	rctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
-	list, err := s.c.Statuses(rctx, ids, s.cfg.StatusWait)
+	list, err := s.c.Statuses(rctx, ids)
 	cancel()
 	var re *tes1.ReplyError
 	switch {
@@ -601,12 +682,17 @@ func Describe(err error) string {
 	var changed *pins.ChangedError
 	var le *loginError
 	var re *tes1.ReplyError
+	var down *DowngradeRefusedError
 	var ne net.Error
 	switch {
 	case err == nil:
 		return ""
 	case errors.As(err, &changed):
 		return "The officer server's key has CHANGED since it was pinned. Nothing is sent to it until an administrator checks the new key and re-pins it."
+	case errors.Is(err, tlssuite.ErrDeviceRefused):
+		return "Device revoked: ask an admin to enrol this client again. The officer server refuses this client's device certificate, so nothing is sent; reports stay queued on this device."
+	case errors.As(err, &down):
+		return "TLS suite unreachable (" + shortNetError(down.Err) + "); not falling back to TES/1 (the legacy suite) — use --allow-legacy to permit it. Reports stay queued on this device."
 	case errors.As(err, &le):
 		switch le.text {
 		case tes1.ReplyBadLogin:

@@ -162,6 +162,9 @@ func TestChangedKeyBlocksSending(t *testing.T) {
 	}
 
 	real.stop()
+	// Until the sender notices its session is gone, a report could be
+	// written to the dead connection (an attempt, though nothing arrives).
+	waitFor(t, "the sender to notice the server stopped", func() bool { return s.Status().State != outbox.ConnOnline })
 	impostor := mustStartOfficer(t, t.TempDir(), addr)
 	fakeFP := impostor.srv.TES1.Fingerprint()
 	a := mustEnqueue(t, ob, addr, "QUEUED1", 80)

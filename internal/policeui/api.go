@@ -16,21 +16,28 @@ import (
 // the queue. The page renders it and /api/state returns it, with the same
 // field names, so the script can refresh it.
 type panel struct {
-	User        string      `json:"user"`
-	Server      string      `json:"server"`
-	SignedInAt  string      `json:"signed_in_at"`
-	Encryption  string      `json:"encryption"`
-	Signature   string      `json:"signature"`
-	State       string      `json:"state"`        // outbox.ConnState
-	StateLabel  string      `json:"state_label"`  // "Online", "Offline", ...
-	StateDetail string      `json:"state_detail"` // why, and what happens next
-	Fingerprint string      `json:"fingerprint"`
-	PinNote     string      `json:"pin_note"`
-	LastMessage string      `json:"last_message"`
-	Decisions   string      `json:"decisions"`
-	Queued      int         `json:"queued"` // on this device, not yet acknowledged
-	Delivered   int         `json:"delivered"`
-	KeyChanged  *keyWarning `json:"key_changed"`
+	User       string `json:"user"`
+	Server     string `json:"server"`
+	SignedInAt string `json:"signed_in_at"`
+	Suite      string `json:"suite"` // "tes1" or "tls"
+	Encryption string `json:"encryption"`
+	Signature  string `json:"signature"`
+	Device     string `json:"device"`    // TLS: the device ID
+	CAHash     string `json:"ca_hash"`   // TLS: the CA the server certificate chains to
+	KeyLabel   string `json:"key_label"` // "Server key" (TES/1) or "Server certificate" (TLS)
+	// SuiteWarning is set while reports go over TES/1 because the TLS
+	// suite failed and --allow-legacy permits the fallback.
+	SuiteWarning string      `json:"suite_warning"`
+	State        string      `json:"state"`        // outbox.ConnState
+	StateLabel   string      `json:"state_label"`  // "Online", "Offline", ...
+	StateDetail  string      `json:"state_detail"` // why, and what happens next
+	Fingerprint  string      `json:"fingerprint"`
+	PinNote      string      `json:"pin_note"`
+	LastMessage  string      `json:"last_message"`
+	Decisions    string      `json:"decisions"`
+	Queued       int         `json:"queued"` // on this device, not yet acknowledged
+	Delivered    int         `json:"delivered"`
+	KeyChanged   *keyWarning `json:"key_changed"`
 }
 
 // keyWarning is what the key-changed warning shows.
@@ -73,15 +80,23 @@ func (ui *UI) fmtMinute(t time.Time) string {
 // buildPanel reads the session's sender and the outbox.
 func (ui *UI) buildPanel(r *http.Request, s *session) *panel {
 	st := s.sender.Status()
-	p := &panel{User: s.user, Server: s.server, SignedInAt: ui.fmtTime(s.created),
-		Encryption: EncryptionLabel, Signature: SignatureLabel, State: string(st.State),
-		Fingerprint: st.Fingerprint, LastMessage: "None"}
+	su := st.Suite
+	p := &panel{User: s.user, Server: s.server, SignedInAt: ui.fmtTime(s.created), Suite: su.Suite,
+		Encryption: su.Encryption, Signature: su.Signature, State: string(st.State), Device: su.Device,
+		CAHash: su.CAHash, KeyLabel: "Server key", SuiteWarning: su.Warning, Fingerprint: su.Fingerprint, LastMessage: "None"}
+	if p.Encryption == "" {
+		p.Suite, p.Encryption, p.Signature = tes.SuiteTES1, EncryptionLabel, SignatureLabel
+	}
 	if p.Fingerprint == "" {
 		p.Fingerprint = "—"
 	}
-	if st.FirstUse {
+	switch {
+	case su.Suite == tes.SuiteTLS:
+		p.KeyLabel = "Server certificate"
+		p.PinNote = "Verified against the CA this client was enrolled with: " + su.CAHash + "."
+	case st.FirstUse:
 		p.PinNote = "Pinned at this sign-in (first connection to this server from this device)."
-	} else if st.Fingerprint != "" {
+	case su.Fingerprint != "":
 		p.PinNote = "Matches the key pinned for this server."
 	}
 	if st.LastMessage != "" {
@@ -96,6 +111,11 @@ func (ui *UI) buildPanel(r *http.Request, s *session) *panel {
 	switch st.State {
 	case outbox.ConnOnline:
 		p.StateLabel, p.StateDetail = "Online", "Signed in over TES/1; reports are sent as soon as they are saved."
+		if su.Suite == tes.SuiteTLS {
+			p.StateDetail = "Connected over the TLS suite as device " + su.Device + "; reports are signed with the device key and sent as soon as they are saved."
+		} else if su.Warning != "" {
+			p.StateDetail = "Signed in over TES/1, the legacy suite, because the TLS suite failed and --allow-legacy permits it; reports are sent as soon as they are saved."
+		}
 	case outbox.ConnConnecting:
 		p.StateLabel, p.StateDetail = "Connecting", "Connecting to the officer server."
 	case outbox.ConnOffline:
@@ -107,6 +127,12 @@ func (ui *UI) buildPanel(r *http.Request, s *session) *panel {
 	case outbox.ConnLoginFailed:
 		p.StateLabel = "Sign-in refused"
 		p.StateDetail = st.LastError + " Your reports stay queued on this device: sign out and sign in again."
+	case outbox.ConnNoDowngrade:
+		p.StateLabel = "TLS suite unreachable"
+		p.StateDetail = st.LastError + " Next attempt " + ui.when(st.NextAttempt) + "."
+	case outbox.ConnDeviceRevoked:
+		p.StateLabel = "Device revoked"
+		p.StateDetail = st.LastError
 	case outbox.ConnStopped:
 		p.StateLabel, p.StateDetail = "Stopped", "This session was closed."
 	}

@@ -10,11 +10,13 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/tes-traffic/tes"
 	"github.com/tes-traffic/tes/internal/outbox"
 	"github.com/tes-traffic/tes/internal/pins"
 	"github.com/tes-traffic/tes/internal/tes1"
+	"github.com/tes-traffic/tes/internal/tlssuite"
 )
 
 // DefaultPort is added to a server address typed without one.
@@ -35,6 +37,8 @@ type loginData struct {
 	Waiting    int // reports on this device still to be delivered, of any user
 	Queued     int // after sign-out: how many of this user's are still queued
 	KeyChanged *keyWarning
+	Device     *tlssuite.Device // this client's enrolment, if any
+	Legacy     bool             // --allow-legacy
 }
 
 // loginPage shows the sign-in form, or sends a signed-in browser on.
@@ -43,7 +47,7 @@ func (ui *UI) loginPage(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/report", http.StatusSeeOther)
 		return
 	}
-	d := loginData{Token: ui.loginToken(w, r), Server: ui.cfg.DefaultServer}
+	d := loginData{Token: ui.loginToken(w, r), Server: ui.cfg.DefaultServer, Device: ui.cfg.Device, Legacy: ui.cfg.AllowLegacy}
 	d.Waiting, _ = ui.ob.Waiting(r.Context())
 	if n, err := strconv.Atoi(r.URL.Query().Get("queued")); err == nil && n > 0 && n < 1e9 {
 		d.Queued = n
@@ -76,13 +80,14 @@ func normalizeServer(s string) (string, error) {
 }
 
 // loginSubmit checks the form's CSRF token, then connects to the officer
-// server (checking its key against the pin before anything is sent), signs
-// in with the credentials, and on success starts a new browser session
-// whose sender takes over that protocol session.
+// server over the suite outbox.DialConfig chooses (checking the server's
+// key against the pin, or its certificate against the device's CA, before
+// anything is sent), signs in with the credentials, and on success starts
+// a new browser session whose sender takes over that protocol session.
 func (ui *UI) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	name := strings.TrimSpace(r.PostFormValue("username"))
 	pw := r.PostFormValue("password")
-	d := loginData{Server: strings.TrimSpace(r.PostFormValue("server")), Name: name}
+	d := loginData{Server: strings.TrimSpace(r.PostFormValue("server")), Name: name, Device: ui.cfg.Device, Legacy: ui.cfg.AllowLegacy}
 	if len(d.Server) > 255 {
 		d.Server = d.Server[:255]
 	}
@@ -121,16 +126,20 @@ func (ui *UI) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	scfg := ui.cfg.Sender
+	if scfg.Timeout <= 0 {
+		scfg.Timeout = ui.cfg.Timeout
+	}
+	if scfg.StatusWait <= 0 {
+		scfg.StatusWait = 5 * time.Second
+	}
+	dc := outbox.DialConfig{Server: server, Pins: ui.cfg.Pins, Device: ui.cfg.Device, TLSAddr: ui.cfg.TLSAddr,
+		AllowLegacy: ui.cfg.AllowLegacy, Timeout: ui.cfg.Timeout, StatusWait: scfg.StatusWait, Log: ui.log}
 	ctx, cancel := context.WithTimeout(r.Context(), ui.cfg.Timeout)
 	defer cancel()
-	client, err := tes1.Dial(ctx, server, tes1.ClientConfig{Pins: ui.cfg.Pins, ServerName: server, Timeout: ui.cfg.Timeout})
-	if err == nil {
-		if err = client.Login(ctx, name, pw); err != nil {
-			client.Close()
-		}
-	}
+	conn, err := dc.SignIn(ctx, name, pw)
 	if err != nil {
-		status, msg := ui.loginError(server, err)
+		status, msg := ui.loginError(&dc, err)
 		var changed *pins.ChangedError
 		if errors.As(err, &changed) {
 			d.KeyChanged = &keyWarning{Server: changed.Server, Pinned: changed.Pinned, Seen: changed.Seen,
@@ -146,15 +155,17 @@ func (ui *UI) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	if old := ui.sessions.get(r, false); old != nil {
 		ui.sessions.remove(old)
 	}
-	scfg := ui.cfg.Sender
-	scfg.Outbox, scfg.Server, scfg.User, scfg.Password, scfg.Pins, scfg.Client = ui.ob, server, name, pw, ui.cfg.Pins, client
-	scfg.Log = ui.log
-	if scfg.Timeout <= 0 {
-		scfg.Timeout = ui.cfg.Timeout
+	info := conn.Info()
+	scfg.Outbox, scfg.Server, scfg.User, scfg.Pins, scfg.Conn = ui.ob, server, name, ui.cfg.Pins, conn
+	scfg.Dial, scfg.Log = outbox.NewDialer(dc), ui.log
+	// Over the TLS suite the device certificate authorises reports: the
+	// password is kept only when TES/1 may have to sign in again.
+	if !dc.UsesTLS() || dc.AllowLegacy {
+		scfg.Password = pw
 	}
 	sender, err := outbox.NewSender(scfg)
 	if err != nil {
-		client.Close()
+		conn.Close()
 		ui.log.Error("new sender", "err", err)
 		fail(http.StatusInternalServerError, "The police client could not start sending. The error has been logged.")
 		return
@@ -164,7 +175,11 @@ func (ui *UI) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	go func() { defer close(s.done); sender.Run(sctx) }()
 	id := ui.sessions.add(s)
 	http.SetCookie(w, ui.cookie(r, sessionCookie, id, 0))
-	ui.log.Info("signed in", "user", name, "server", server, "server_key", client.Fingerprint, "first_use", client.FirstUse)
+	ui.log.Info("signed in", "user", name, "server", server, "suite", info.Suite, "device", info.Device,
+		"server_key", info.Fingerprint, "first_use", info.FirstUse)
+	if info.Warning != "" {
+		ui.log.Warn("signed in over the legacy suite", "user", name, "server", server, "warning", info.Warning)
+	}
 
 	target := "/report"
 	if counts, err := ui.ob.Counts(r.Context(), name, server); err == nil {
@@ -176,20 +191,34 @@ func (ui *UI) loginSubmit(w http.ResponseWriter, r *http.Request) {
 }
 
 // loginError tells apart what a person can act on: the server is
-// unreachable, the credentials are wrong, the server's key changed.
-func (ui *UI) loginError(server string, err error) (int, string) {
+// unreachable, the credentials are wrong, the server's key changed, the
+// device was refused, the TLS suite is down and TES/1 may not stand in.
+func (ui *UI) loginError(dc *outbox.DialConfig, err error) (int, string) {
+	server := dc.Server
 	var changed *pins.ChangedError
 	var re *tes1.ReplyError
+	var down *outbox.DowngradeRefusedError
 	switch {
 	case errors.As(err, &changed):
 		return http.StatusConflict, "The officer server's key has CHANGED since this device first connected to " + server +
 			". You were not signed in and your password was not sent. This can mean someone is intercepting the connection."
+	case errors.Is(err, tlssuite.ErrDeviceRefused):
+		return http.StatusForbidden, "The officer server refuses this client's device " + dc.Device.ID +
+			" (revoked, or enrolled with another server): ask an admin to enrol this client again. You were not signed in and your password was not sent."
+	case errors.As(err, &down):
+		return http.StatusServiceUnavailable, "TLS suite unreachable at " + down.Addr + " (" + netReason(down.Err) +
+			"); not falling back to TES/1 (the legacy suite) — use --allow-legacy to permit it. You were not signed in and your password was not sent."
 	case errors.As(err, &re):
 		switch re.Text {
 		case tes1.ReplyBadLogin:
 			return http.StatusUnauthorized, "Wrong user name or password."
 		case tes1.ReplyTooManyAttempts:
 			return http.StatusTooManyRequests, "Too many failed sign-ins for this account. Wait a few minutes and try again."
+		case tes1.ReplyUnauthorized:
+			if dc.UsesTLS() {
+				return http.StatusForbidden, "This police client is enrolled as a device of " + dc.Device.User +
+					" for " + dc.Device.Host() + ": only " + dc.Device.User + " can sign in to that server here."
+			}
 		}
 		return http.StatusBadGateway, "The officer server refused the sign-in: " + re.Text + "."
 	}

@@ -14,9 +14,18 @@
 // delivers it at once when the server is reachable, and retries with
 // backoff when not; the page keeps accepting reports while offline.
 //
+// Suites: a client enrolled as a device (Config.Device) signs in to a
+// server on the device's host over the TLS suite, the password checked by
+// LOGIN inside the device's mutual-TLS connection, and sends every report
+// signed by the device key; it never falls back to TES/1 for that host
+// unless Config.AllowLegacy, and then with a warning on the page and in
+// the log (outbox.DialConfig has the rule).
+//
 // Credentials: the password is held in memory by the session's sender, so
 // that it can sign in again after the network drops; it is never written
-// to disk. So after this program restarts, reports that were still queued
+// to disk. Over the TLS suite it is not kept at all (the device
+// certificate authorises reports), unless AllowLegacy may need it for
+// TES/1. So after this program restarts, reports that were still queued
 // are delivered as soon as the officer who wrote them signs in again; the
 // sign-in page says how many are waiting. A browser session that times out
 // keeps its sender until its queue is empty (at most AbsoluteTimeout after
@@ -40,6 +49,7 @@ import (
 
 	"github.com/tes-traffic/tes/internal/outbox"
 	"github.com/tes-traffic/tes/internal/pins"
+	"github.com/tes-traffic/tes/internal/tlssuite"
 )
 
 // Session lifetimes, as on the officer dashboard.
@@ -50,8 +60,8 @@ const (
 
 // The suite TES/1 uses, as the status panel names it.
 const (
-	EncryptionLabel = "DES-CBC (TES/1 legacy suite)"
-	SignatureLabel  = "RSA-2048 PKCS#1 v1.5 SHA-256"
+	EncryptionLabel = outbox.TES1Encryption
+	SignatureLabel  = outbox.TES1Signature
 )
 
 // Config is what the police client needs. Outbox and Pins are required.
@@ -69,8 +79,21 @@ type Config struct {
 	Timeout time.Duration
 	// Sender tunes every session's sender (backoff, poll interval); the
 	// zero value takes outbox's defaults. Outbox, Server, User, Password,
-	// Pins, Client and Log are set per session.
+	// Pins, Dial, Conn and Log are set per session.
 	Sender outbox.SenderConfig
+
+	// Device is this client's TLS-suite enrolment (tes police --join), or
+	// nil. Sign-ins to a server on the device's host go over the TLS
+	// suite: the device certificate authorises the reports and LOGIN
+	// checks the person's password; TES/1 is not used for that host
+	// unless AllowLegacy.
+	Device *tlssuite.Device
+	// TLSAddr overrides the TLS suite's address recorded at enrolment.
+	TLSAddr string
+	// AllowLegacy lets a client enrolled for a host fall back to TES/1,
+	// with a warning on the page and in the log, when the TLS suite does
+	// not answer.
+	AllowLegacy bool
 }
 
 // UI is the police web client. Build it with New, serve Handler, and call

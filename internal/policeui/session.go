@@ -175,7 +175,7 @@ func (st *sessionStore) sweepOnce(ctx context.Context, ob *outbox.Outbox) {
 			continue
 		}
 		if counts[outbox.StateQueued]+counts[outbox.StateSent] == 0 || now.Sub(o.created) >= AbsoluteTimeout ||
-			o.sender.Status().State == outbox.ConnLoginFailed {
+			o.sender.Status().State == outbox.ConnLoginFailed || o.sender.Status().State == outbox.ConnDeviceRevoked {
 			done = append(done, o)
 		}
 	}

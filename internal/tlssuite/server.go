@@ -47,6 +47,8 @@ type Config struct {
 	Audit func(*tes.Event)
 	// Statuses answers STATUS; nil disables it.
 	Statuses tes.ReportStatusStore
+	// Auth checks LOGIN's password (login.go); nil disables LOGIN.
+	Auth Authenticator
 
 	HandshakeTimeout time.Duration // accept to the end of the TLS handshake; default 10 s
 	IdleTimeout      time.Duration // between requests; default 5 min
@@ -227,7 +229,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // connState is the typed per-connection protocol state. Transitions:
 // handshaking -ALPN tes-enroll/1-> enrolling -ENROLL-> closed;
-// handshaking -ALPN tes-tls/1, device accepted-> reporting (-DATA|STATUS-> reporting).
+// handshaking -ALPN tes-tls/1, device accepted-> reporting (-DATA|STATUS|LOGIN-> reporting).
 type connState int
 
 const (
@@ -452,6 +454,8 @@ func (s *Server) handleReport(c *conn, log *slog.Logger, m *tes1.Message) (statu
 		return s.handleData(c, log, m)
 	case tes1.TypeStatus:
 		return s.handleStatus(c, log, m)
+	case tes1.TypeLogin:
+		return s.handleLogin(c, log, m)
 	}
 	s.refuse(c, log, tes1.ReplyUnknownType)
 	return tes1.StatusError, tes1.ReplyUnknownType, false
