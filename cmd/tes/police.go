@@ -254,7 +254,7 @@ func runPolicePins(env *Env, args []string) error {
 // sent stay queued for a later run (exit 75), refused ones are reported
 // (exit 1).
 func sendViaOutbox(ctx context.Context, env *Env, dir, server, user, password, pinsFile string, timeout time.Duration,
-	reports []*tes.Report, lines []int) error {
+	dial outbox.DialFunc, reports []*tes.Report, lines []int) error {
 	ob, err := outbox.Open(ctx, filepath.Join(dir, outbox.FileName))
 	if err != nil {
 		return err
@@ -277,7 +277,7 @@ func sendViaOutbox(ctx context.Context, env *Env, dir, server, user, password, p
 	}
 
 	s, err := outbox.NewSender(outbox.SenderConfig{Outbox: ob, Server: server, User: user, Password: password,
-		Pins: pins.Open(pinsFile), Timeout: timeout,
+		Pins: pins.Open(pinsFile), Timeout: timeout, Dial: dial,
 		Log: slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))})
 	if err != nil {
 		return err

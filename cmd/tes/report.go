@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,8 +14,10 @@ import (
 	"time"
 
 	"github.com/tes-traffic/tes"
+	"github.com/tes-traffic/tes/internal/outbox"
 	"github.com/tes-traffic/tes/internal/pins"
 	"github.com/tes-traffic/tes/internal/tes1"
+	"github.com/tes-traffic/tes/internal/tlssuite"
 )
 
 // defaultPinsFile is where clients pin server keys: $TES_PINS, else
@@ -83,6 +86,9 @@ func runReport(ctx context.Context, env *Env, args []string) error {
 		}
 		reports, lines = []*tes.Report{r}, []int{0}
 	}
+	if *outboxDir != "" {
+		return reportViaOutbox(ctx, env, tf, pw, *outboxDir, *server, *user, *pinsFile, *timeout, reports, lines)
+	}
 	if c, err := tf.dial(ctx, env, *server, *user, *timeout); err != nil {
 		return err
 	} else if c != nil {
@@ -91,9 +97,6 @@ func runReport(ctx context.Context, env *Env, args []string) error {
 	password, err := pw.read(env, "Password for "+*user+": ")
 	if err != nil {
 		return err
-	}
-	if *outboxDir != "" {
-		return sendViaOutbox(ctx, env, *outboxDir, *server, *user, password, *pinsFile, *timeout, reports, lines)
 	}
 	s := &sender{server: *server, user: *user, password: password, timeout: *timeout,
 		pins: pins.Open(*pinsFile), env: env}
@@ -279,4 +282,45 @@ func containsFold(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// reportViaOutbox queues the reports in the outbox and drains it through
+// the suite the client is entitled to: the TLS suite when this client is
+// (or now becomes) enrolled for the server's host, with the same
+// no-downgrade rule as a direct send; TES/1 otherwise.
+func reportViaOutbox(ctx context.Context, env *Env, tf *tlsFlags, pw passwordSource, dir, server, user, pinsFile string,
+	timeout time.Duration, reports []*tes.Report, lines []int) error {
+	var dev *tlssuite.Device
+	var err error
+	switch {
+	case *tf.join != "":
+		if dev, err = tlssuite.EnrollWith(ctx, *tf.join, *tf.dir, tlssuite.Options{Addr: *tf.server, Timeout: timeout}); err != nil {
+			return fmt.Errorf("enrol: %w", err)
+		}
+		fmt.Fprintf(env.Stderr, "Enrolled as device %s of user %s at %s (CA %s)\n", dev.ID, dev.User, dev.Addr, dev.CAHash)
+	case *tf.tls:
+		if dev, err = tlssuite.LoadDevice(*tf.dir); err != nil {
+			return fmt.Errorf("%w: enrol first with --join TOKEN (tes device add on the officer)", err)
+		}
+	default:
+		dev = tf.enrolledFor(server)
+	}
+	dc := outbox.DialConfig{Server: server, Pins: pins.Open(pinsFile), Device: dev, TLSAddr: *tf.server,
+		AllowLegacy: *tf.allowLegacy, Timeout: timeout,
+		Log: slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	password := ""
+	if dev != nil && dc.UsesTLS() {
+		user = dev.User // the device certificate names the user; no password over TLS
+		if *tf.allowLegacy {
+			password, _ = pw.read(env, "Password for "+user+" (for a fallback to TES/1): ")
+		}
+	} else {
+		if user == "" {
+			return exitError{2, "--user is required (a police or admin account)"}
+		}
+		if password, err = pw.read(env, "Password for "+user+": "); err != nil {
+			return err
+		}
+	}
+	return sendViaOutbox(ctx, env, dir, server, user, password, pinsFile, timeout, outbox.NewDialer(dc), reports, lines)
 }

@@ -347,3 +347,35 @@ func mustCopyDir(t *testing.T, src string) string {
 	}
 	return dst
 }
+
+// TestOutboxOverTLS: tes report --outbox with an enrolled device queues
+// first and delivers over the TLS suite; when the TLS port is gone the
+// reports stay queued (exit 75) and nothing goes over TES/1.
+func TestOutboxOverTLS(t *testing.T) {
+	o, data, env := tlsSetup(t)
+	_, token := mustDeviceAdd(t, data, o.TLSAddr)
+	outboxDir := filepath.Join(t.TempDir(), "outbox")
+	noPassword := []string{env[0], env[1]}
+	out, errOut, code := e2e.Run(t, "", noPassword, "report", "--join", token, "--server", o.TES1Addr, "--outbox", outboxDir,
+		"--plate", "OB1", "--speed", "120")
+	if code != 0 {
+		t.Fatalf("report --join --outbox: exit %d\n%s\n%s", code, out, errOut)
+	}
+	vs := mustViolations(t, data)
+	if len(vs) != 1 || vs[0].Plate != "OB1" {
+		t.Fatalf("stored %+v", vs)
+	}
+	// Restart the officer without the TLS suite; TES/1 stays open.
+	o.Stop()
+	o2 := e2e.StartOfficer(t, data, "--listen", o.TES1Addr, "--listen-tls", "")
+	_, errOut, code = e2e.Run(t, "", noPassword, "report", "--server", o2.TES1Addr, "--outbox", outboxDir, "--plate", "OB2", "--speed", "99")
+	if code != 75 {
+		t.Fatalf("TLS port gone: exit %d (want 75, queued)\n%s", code, errOut)
+	}
+	if strings.Contains(o2.Stderr(), "user logged in") {
+		t.Fatal("the outbox fell back to TES/1 without --allow-legacy")
+	}
+	if n := len(mustViolations(t, data)); n != 1 {
+		t.Fatalf("%d violations stored, want 1", n)
+	}
+}
