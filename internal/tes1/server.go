@@ -12,13 +12,11 @@ import (
 	"log/slog"
 	"net"
 	"runtime"
-	"sync"
-	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/tes-traffic/tes"
 	"github.com/tes-traffic/tes/internal/auth"
+	"github.com/tes-traffic/tes/internal/conntrack"
 	"github.com/tes-traffic/tes/internal/legacy"
 	"github.com/tes-traffic/tes/internal/password"
 )
@@ -74,12 +72,7 @@ type Server struct {
 	hsSem     chan struct{}
 	Stats     Stats
 
-	mu      sync.Mutex
-	ln      []net.Listener
-	conns   map[*conn]struct{}
-	perIP   map[string]int
-	closing atomic.Bool
-	wg      sync.WaitGroup
+	conns conntrack.Tracker
 }
 
 // NewServer checks cfg and prepares the HANDSHAKE bytes.
@@ -121,9 +114,9 @@ func NewServer(cfg Config) (*Server, error) {
 		handshake: AppendMessage(nil, TypeHandshake, pemText, ""),
 		fp:        legacy.Fingerprint(der),
 		hsSem:     make(chan struct{}, cfg.MaxHandshakes),
-		conns:     map[*conn]struct{}{},
-		perIP:     map[string]int{},
 	}
+	s.conns = conntrack.Tracker{MaxConns: cfg.MaxConns, MaxConnsPerIP: cfg.MaxConnsPerIP, Log: cfg.Log,
+		Counters: conntrack.Counters{Open: &s.Stats.Conns, Total: &s.Stats.ConnsTotal, Refused: &s.Stats.ConnsRefused}}
 	return s, nil
 }
 
@@ -132,104 +125,24 @@ func NewServer(cfg Config) (*Server, error) {
 func (s *Server) Fingerprint() string { return s.fp }
 
 // Serve accepts connections on ln until Shutdown; it returns nil after a
-// Shutdown and the accept error otherwise.
+// Shutdown and the accept error otherwise. A connection over a limit gets
+// ERROR "Server Busy, Retry Later" and is closed.
 func (s *Server) Serve(ln net.Listener) error {
-	s.mu.Lock()
-	if s.closing.Load() {
-		s.mu.Unlock()
-		return nil
-	}
-	s.ln = append(s.ln, ln)
-	s.mu.Unlock()
-	var delay time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if s.closing.Load() {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.cfg.Log.Warn("accept failed; backing off", "err", err, "delay", delay)
-				time.Sleep(delay)
-				continue
-			}
-			return err
-		}
-		delay = 0
-		cn, ok := s.track(c)
-		if !ok {
-			s.Stats.ConnsRefused.Add(1)
-			c.SetWriteDeadline(time.Now().Add(time.Second))
-			c.Write(AppendMessage(nil, StatusError, ReplyBusy, ""))
-			c.Close()
-			continue
-		}
-		go s.serveConn(cn)
-	}
-}
-
-func (s *Server) track(c net.Conn) (*conn, bool) {
-	ip := remoteIP(c)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing.Load() || len(s.conns) >= s.cfg.MaxConns || s.perIP[ip] >= s.cfg.MaxConnsPerIP {
-		return nil, false
-	}
-	cn := &conn{Conn: c, ip: ip}
-	s.conns[cn] = struct{}{}
-	s.perIP[ip]++
-	s.wg.Add(1)
-	s.Stats.Conns.Add(1)
-	s.Stats.ConnsTotal.Add(1)
-	return cn, true
-}
-
-func (s *Server) untrack(cn *conn) {
-	s.mu.Lock()
-	delete(s.conns, cn)
-	if s.perIP[cn.ip]--; s.perIP[cn.ip] <= 0 {
-		delete(s.perIP, cn.ip)
-	}
-	s.mu.Unlock()
-	s.Stats.Conns.Add(-1)
-	s.wg.Done()
+	return s.conns.Serve(ln, func(c net.Conn) {
+		c.SetWriteDeadline(time.Now().Add(time.Second))
+		c.Write(AppendMessage(nil, StatusError, ReplyBusy, ""))
+		c.Close()
+	}, func(tc *conntrack.Conn) { s.serveConn(&conn{Conn: tc}) })
 }
 
 // Shutdown stops accepting, lets every connection finish the request it is
 // handling (so nothing acknowledged is lost and nothing committed goes
 // unacknowledged), closes them, and waits until they are gone or ctx ends.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.closing.Store(true)
-	for _, ln := range s.ln {
-		ln.Close()
-	}
-	for cn := range s.conns {
-		cn.wake()
-	}
-	s.mu.Unlock()
-	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		s.mu.Lock()
-		for cn := range s.conns {
-			cn.Close()
-		}
-		s.mu.Unlock()
-		return ctx.Err()
-	}
-}
+func (s *Server) Shutdown(ctx context.Context) error { return s.conns.Shutdown(ctx) }
 
 // conn is one client connection and its protocol state.
 type conn struct {
-	net.Conn
-	ip   string
-	busy atomic.Bool // handling a request: Shutdown lets it finish
+	*conntrack.Conn
 
 	state      connState
 	cipher     *legacy.SessionCipher
@@ -243,13 +156,6 @@ type conn struct {
 	bin        []byte
 }
 
-// wake interrupts a read that is waiting for the next request.
-func (c *conn) wake() {
-	if !c.busy.Load() {
-		c.SetReadDeadline(time.Now())
-	}
-}
-
 // connState is the typed per-connection protocol state. Transitions:
 // awaitSession -SESSION-> awaitLogin -LOGIN-> loggedIn (-LOGIN-> loggedIn).
 type connState int
@@ -261,8 +167,6 @@ const (
 )
 
 func (s *Server) serveConn(c *conn) {
-	defer s.untrack(c)
-	defer c.Close()
 	log := s.cfg.Log.With("remote", c.RemoteAddr().String())
 	start := s.cfg.Now()
 	if err := s.write(c, s.handshake); err != nil {
@@ -270,13 +174,13 @@ func (s *Server) serveConn(c *conn) {
 	}
 	fr := NewFrameReader(c, s.cfg.MaxMessage)
 	handshakeDeadline := start.Add(s.cfg.HandshakeTimeout)
-	for !s.closing.Load() {
+	for !s.conns.Closing() {
 		deadline := handshakeDeadline
 		if c.state == loggedIn {
 			deadline = time.Now().Add(s.cfg.IdleTimeout)
 		}
 		c.SetReadDeadline(deadline)
-		if s.closing.Load() { // Shutdown may have woken us just before the line above
+		if s.conns.Closing() { // Shutdown may have woken us just before the line above
 			return
 		}
 		frame, err := fr.Next()
@@ -291,7 +195,7 @@ func (s *Server) serveConn(c *conn) {
 				s.refuse(c, log, ReplyMalformed)
 				s.reply(c, StatusError, ReplyMalformed)
 			case errors.As(err, &ne) && ne.Timeout():
-				if !s.closing.Load() {
+				if !s.conns.Closing() {
 					log.Info("closing connection: deadline passed", "logged_in", c.state == loggedIn)
 				}
 			default:
@@ -299,7 +203,7 @@ func (s *Server) serveConn(c *conn) {
 			}
 			return
 		}
-		c.busy.Store(true)
+		c.SetBusy(true)
 		msg, err := ParseMessage(frame)
 		if err != nil {
 			s.refuse(c, log, ReplyMalformed)
@@ -308,7 +212,7 @@ func (s *Server) serveConn(c *conn) {
 		}
 		status, text, closeAfter := s.handle(c, log, msg)
 		err = s.reply(c, status, text)
-		c.busy.Store(false)
+		c.SetBusy(false)
 		if err != nil || closeAfter {
 			return
 		}
@@ -569,15 +473,4 @@ func appendHex(dst []byte, s string) ([]byte, error) {
 		return nil, err
 	}
 	return dst, nil
-}
-
-func remoteIP(c net.Conn) string {
-	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		return a.IP.String()
-	}
-	host, _, err := net.SplitHostPort(c.RemoteAddr().String())
-	if err != nil {
-		return c.RemoteAddr().String()
-	}
-	return host
 }

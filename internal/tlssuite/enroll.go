@@ -17,14 +17,14 @@ import (
 // serveEnroll handles the one ENROLL request of an enrolment connection.
 func (s *Server) serveEnroll(c *conn, log *slog.Logger, cs tls.ConnectionState) {
 	fr := tes1.NewFrameReader(c.tls, MaxMessage)
-	c.raw.SetReadDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	c.Conn.SetReadDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 	frame, err := fr.Next()
 	if err != nil {
 		s.readFailed(c, log, err)
 		return
 	}
-	c.busy.Store(true)
-	defer c.busy.Store(false)
+	c.SetBusy(true)
+	defer c.SetBusy(false)
 	status, text := s.handleEnroll(c, log, frame, cs)
 	s.reply(c, status, text)
 	c.state = closed

@@ -14,13 +14,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/tes-traffic/tes"
 	"github.com/tes-traffic/tes/internal/ca"
+	"github.com/tes-traffic/tes/internal/conntrack"
 	"github.com/tes-traffic/tes/internal/enroll"
 	"github.com/tes-traffic/tes/internal/evidence"
 	"github.com/tes-traffic/tes/internal/tes1"
@@ -66,6 +65,7 @@ type Config struct {
 type Stats struct {
 	Conns         atomic.Int64 // open now
 	ConnsTotal    atomic.Int64
+	ConnsRefused  atomic.Int64 // over a connection limit
 	Handshakes    atomic.Int64 // completed report handshakes (device accepted)
 	HandshakesBad atomic.Int64 // failed or refused TLS handshakes
 	Enrolled      atomic.Int64
@@ -81,12 +81,7 @@ type Server struct {
 	reportCfg *tls.Config // cloned per connection with its VerifyConnection
 	Stats     Stats
 
-	mu      sync.Mutex
-	ln      []net.Listener
-	conns   map[*conn]struct{}
-	perIP   map[string]int
-	closing atomic.Bool
-	wg      sync.WaitGroup
+	conns conntrack.Tracker
 }
 
 // NewServer checks cfg and builds the TLS configurations.
@@ -116,7 +111,9 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{cfg: cfg, conns: map[*conn]struct{}{}, perIP: map[string]int{}}
+	s := &Server{cfg: cfg}
+	s.conns = conntrack.Tracker{MaxConns: cfg.MaxConns, MaxConnsPerIP: cfg.MaxConnsPerIP, Log: cfg.Log,
+		Counters: conntrack.Counters{Open: &s.Stats.Conns, Total: &s.Stats.ConnsTotal, Refused: &s.Stats.ConnsRefused}}
 	s.enrollSvc = &enroll.Service{Devices: cfg.Devices, Users: cfg.Users, CA: cfg.CA, Now: cfg.Now}
 	base := &tls.Config{
 		MinVersion:             tls.VersionTLS13,
@@ -140,92 +137,14 @@ func (s *Server) CAHash() string { return s.cfg.CA.Hash() }
 // Serve accepts connections on ln until Shutdown; it returns nil after a
 // Shutdown and the accept error otherwise.
 func (s *Server) Serve(ln net.Listener) error {
-	s.mu.Lock()
-	if s.closing.Load() {
-		s.mu.Unlock()
-		return nil
-	}
-	s.ln = append(s.ln, ln)
-	s.mu.Unlock()
-	var delay time.Duration
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if s.closing.Load() {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.cfg.Log.Warn("accept failed; backing off", "err", err, "delay", delay)
-				time.Sleep(delay)
-				continue
-			}
-			return err
-		}
-		delay = 0
-		c, ok := s.track(nc)
-		if !ok {
-			nc.Close() // over a limit: no TLS alert is worth the CPU
-			continue
-		}
-		go s.serveConn(c)
-	}
-}
-
-func (s *Server) track(nc net.Conn) (*conn, bool) {
-	ip := remoteIP(nc)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing.Load() || len(s.conns) >= s.cfg.MaxConns || s.perIP[ip] >= s.cfg.MaxConnsPerIP {
-		return nil, false
-	}
-	c := &conn{raw: nc, ip: ip, remote: nc.RemoteAddr().String()}
-	s.conns[c] = struct{}{}
-	s.perIP[ip]++
-	s.wg.Add(1)
-	s.Stats.Conns.Add(1)
-	s.Stats.ConnsTotal.Add(1)
-	return c, true
-}
-
-func (s *Server) untrack(c *conn) {
-	s.mu.Lock()
-	delete(s.conns, c)
-	if s.perIP[c.ip]--; s.perIP[c.ip] <= 0 {
-		delete(s.perIP, c.ip)
-	}
-	s.mu.Unlock()
-	s.Stats.Conns.Add(-1)
-	s.wg.Done()
+	return s.conns.Serve(ln,
+		func(nc net.Conn) { nc.Close() }, // over a limit: no TLS alert is worth the CPU
+		func(tc *conntrack.Conn) { s.serveConn(&conn{Conn: tc, remote: tc.RemoteAddr().String()}) })
 }
 
 // Shutdown stops accepting, lets every connection finish the request it is
 // handling, closes them, and waits until they are gone or ctx ends.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.closing.Store(true)
-	for _, ln := range s.ln {
-		ln.Close()
-	}
-	for c := range s.conns {
-		c.wake()
-	}
-	s.mu.Unlock()
-	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		s.mu.Lock()
-		for c := range s.conns {
-			c.raw.Close()
-		}
-		s.mu.Unlock()
-		return ctx.Err()
-	}
-}
+func (s *Server) Shutdown(ctx context.Context) error { return s.conns.Shutdown(ctx) }
 
 // connState is the typed per-connection protocol state. Transitions:
 // handshaking -ALPN tes-enroll/1-> enrolling -ENROLL-> closed;
@@ -241,11 +160,9 @@ const (
 
 // conn is one client connection and its protocol state.
 type conn struct {
-	raw    net.Conn
-	tls    *tls.Conn
-	ip     string
-	remote string
-	busy   atomic.Bool
+	*conntrack.Conn // the TCP connection under TLS
+	tls             *tls.Conn
+	remote          string
 
 	state     connState
 	device    *tes.Device
@@ -255,12 +172,6 @@ type conn struct {
 	nData     uint64
 	checkedAt time.Time
 	out       []byte
-}
-
-func (c *conn) wake() {
-	if !c.busy.Load() {
-		c.raw.SetReadDeadline(time.Now())
-	}
 }
 
 func (c *conn) user() string {
@@ -352,11 +263,9 @@ func (s *Server) checkDevice(ctx context.Context, id string, cert *x509.Certific
 }
 
 func (s *Server) serveConn(c *conn) {
-	defer s.untrack(c)
-	defer c.raw.Close()
 	log := s.cfg.Log.With("remote", c.remote)
-	c.tls = tls.Server(c.raw, s.configFor(c))
-	c.raw.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	c.tls = tls.Server(c.Conn, s.configFor(c))
+	c.Conn.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HandshakeTimeout)
 	err := c.tls.HandshakeContext(ctx)
 	cancel()
@@ -370,7 +279,7 @@ func (s *Server) serveConn(c *conn) {
 		return
 	}
 	cs := c.tls.ConnectionState()
-	c.raw.SetDeadline(time.Time{})
+	c.Conn.SetDeadline(time.Time{})
 	switch cs.NegotiatedProtocol {
 	case ALPNEnroll:
 		c.state = enrolling
@@ -398,9 +307,9 @@ func (s *Server) serveReports(c *conn, log *slog.Logger, cs tls.ConnectionState)
 		return
 	}
 	fr := tes1.NewFrameReader(c.tls, MaxMessage)
-	for !s.closing.Load() {
-		c.raw.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
-		if s.closing.Load() { // Shutdown's wake-up may have come just before the line above
+	for !s.conns.Closing() {
+		c.Conn.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		if s.conns.Closing() { // Shutdown's wake-up may have come just before the line above
 			return
 		}
 		frame, err := fr.Next()
@@ -408,7 +317,7 @@ func (s *Server) serveReports(c *conn, log *slog.Logger, cs tls.ConnectionState)
 			s.readFailed(c, log, err)
 			return
 		}
-		c.busy.Store(true)
+		c.SetBusy(true)
 		m, err := tes1.ParseMessage(frame)
 		if err != nil {
 			s.refuse(c, log, tes1.ReplyMalformed)
@@ -417,7 +326,7 @@ func (s *Server) serveReports(c *conn, log *slog.Logger, cs tls.ConnectionState)
 		}
 		status, text, closeAfter := s.handleReport(c, log, m)
 		err = s.reply(c, status, text)
-		c.busy.Store(false)
+		c.SetBusy(false)
 		if err != nil || closeAfter {
 			return
 		}
@@ -436,7 +345,7 @@ func (s *Server) readFailed(c *conn, log *slog.Logger, err error) {
 		s.refuse(c, log, tes1.ReplyMalformed)
 		s.reply(c, tes1.StatusError, tes1.ReplyMalformed)
 	case errors.As(err, &ne) && ne.Timeout():
-		if !s.closing.Load() {
+		if !s.conns.Closing() {
 			log.Info("closing connection: deadline passed")
 		}
 	default:
@@ -556,7 +465,7 @@ func (s *Server) reply(c *conn, status, text string) error {
 }
 
 func (s *Server) write(c *conn, b []byte) error {
-	c.raw.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+	c.Conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
 	_, err := c.tls.Write(b)
 	return err
 }
@@ -567,17 +476,6 @@ func (s *Server) refuse(c *conn, log *slog.Logger, reason string) {
 	if s.cfg.OnRefuse != nil {
 		s.cfg.OnRefuse(c.user(), c.remote, reason)
 	}
-}
-
-func remoteIP(c net.Conn) string {
-	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		return a.IP.String()
-	}
-	host, _, err := net.SplitHostPort(c.RemoteAddr().String())
-	if err != nil {
-		return c.RemoteAddr().String()
-	}
-	return host
 }
 
 // String describes the server for logs.
