@@ -155,7 +155,8 @@ func TestEndToEnd(t *testing.T) {
 	// Status shows the key and the events.
 	out, _, code = e2e.Run(t, "", nil, "status", "--data", data)
 	if code != 0 || !strings.Contains(out, o.Fingerprint) || !strings.Contains(out, "violation.approved") ||
-		!strings.Contains(out, "3 pending, 1 approved, 1 rejected") || !strings.Contains(out, "Server: running") {
+		!strings.Contains(out, "3 pending, 1 approved, 1 rejected") || !strings.Contains(out, "Server: running") ||
+		!strings.Contains(out, "TLS suite CA: sha256:") || !strings.Contains(out, "TLS suite on 127.0.0.1:") {
 		t.Fatalf("status:\n%s", out)
 	}
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tes-traffic/tes"
+	"github.com/tes-traffic/tes/internal/ca"
 	"github.com/tes-traffic/tes/internal/identity"
 	"github.com/tes-traffic/tes/internal/legacy"
 	"github.com/tes-traffic/tes/internal/officer"
@@ -40,11 +41,17 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 		_, der, _ := legacy.ParsePublicKeyPEM(legacy.MarshalPublicKeyPEM(&key.PublicKey))
 		fmt.Fprintf(w, "TES/1 server key: %s\n", legacy.Fingerprint(der))
 	}
+	if c, err := ca.Load(sc.DataDir); err == nil {
+		fmt.Fprintf(w, "TLS suite CA: %s (join tokens carry this hash)\n", c.Hash())
+	}
 	var rt officer.Runtime
 	if b, err := os.ReadFile(filepath.Join(sc.DataDir, officer.RuntimeFile)); err == nil && json.Unmarshal(b, &rt) == nil {
 		fmt.Fprintf(w, "Server: running (pid %d) since %s, up %s\n", rt.PID, rt.StartedAt.Local().Format(time.RFC3339),
 			time.Since(rt.StartedAt).Round(time.Second))
-		fmt.Fprintf(w, "  TES/1 on %s, dashboard on http://%s/\n", rt.TES1, rt.HTTP)
+		fmt.Fprintf(w, "  TES/1 on %s, dashboard on http://%s/\n", orNone(rt.TES1), orNone(rt.HTTP))
+		if rt.TLS != "" {
+			fmt.Fprintf(w, "  TLS suite on %s\n", rt.TLS)
+		}
 		if rt.HTTP != "" {
 			cl := http.Client{Timeout: 3 * time.Second}
 			if resp, err := cl.Get("http://" + rt.HTTP + "/healthz"); err == nil {
@@ -114,4 +121,11 @@ func runPins(ctx context.Context, env *Env, args []string) error {
 		return nil
 	}
 	return exitError{2, "usage: tes pins list | tes pins forget HOST:PORT"}
+}
+
+func orNone(addr string) string {
+	if addr == "" {
+		return "(off)"
+	}
+	return addr
 }
