@@ -373,30 +373,3 @@ func loadKeyAndCerts(path string) (ed25519.PrivateKey, []*x509.Certificate, erro
 	}
 	return key, certs, nil
 }
-
-// replaceSecret writes data to path with mode 0600, replacing it
-// atomically (temp file, fsync, rename): used to renew a certificate.
-func replaceSecret(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
-}

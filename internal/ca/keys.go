@@ -51,7 +51,7 @@ func (c *CA) LoadOrIssueServer(dir string) (tls.Certificate, KeyChange, error) {
 	}
 	data := encodeKeyAndCerts(key, leaf.Raw, c.Cert.Raw)
 	if change == KeyRotated {
-		err = replaceSecret(path, data)
+		err = identity.ReplaceSecret(path, data)
 	} else if err = identity.WriteSecret(path, data); errors.Is(err, fs.ErrExist) {
 		return c.LoadOrIssueServer(dir) // another process won
 	}

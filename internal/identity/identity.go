@@ -62,9 +62,19 @@ func LoadOrCreateRSA(path string) (key *rsa.PrivateKey, created bool, err error)
 }
 
 // WriteSecret writes data to path with mode 0600, atomically (temp file,
-// fsync, rename), creating the directory with mode 0700. It never replaces
+// fsync, link), creating the directory with mode 0700. It never replaces
 // an existing file.
 func WriteSecret(path string, data []byte) error {
+	return writeSecret(path, data, os.Link)
+}
+
+// ReplaceSecret is WriteSecret for a file that may exist and is replaced
+// atomically (temp file, fsync, rename): used to renew a certificate.
+func ReplaceSecret(path string, data []byte) error {
+	return writeSecret(path, data, os.Rename)
+}
+
+func writeSecret(path string, data []byte, place func(tmp, path string) error) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -89,7 +99,7 @@ func WriteSecret(path string, data []byte) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	if err := os.Link(f.Name(), path); err != nil {
+	if err := place(f.Name(), path); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil

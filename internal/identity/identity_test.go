@@ -45,3 +45,18 @@ func TestWriteSecretNeverReplaces(t *testing.T) {
 		t.Fatalf("content %q", b)
 	}
 }
+
+func TestReplaceSecret(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s")
+	for _, content := range []string{"one", "two"} {
+		if err := identity.ReplaceSecret(path, []byte(content)); err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := os.ReadFile(path); string(b) != content {
+			t.Fatalf("content %q, want %q", b, content)
+		}
+		if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
+			t.Fatalf("mode %v", st.Mode().Perm())
+		}
+	}
+}
