@@ -8,34 +8,20 @@ import (
 	"strings"
 
 	"github.com/tes-traffic/tes"
+	"github.com/tes-traffic/tes/internal/webui"
 )
 
-// maxBody bounds every request body: forms and API bodies are small.
-const maxBody = 1 << 20
-
-// csp allows only the dashboard's own files: no inline script or style, no
-// plug-ins, no framing, forms may post only here.
-const csp = "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; object-src 'none'"
-
 // securityHeaders sets the headers every response carries and bounds the
-// request body.
+// request body: forms and API bodies are small. The CSP allows only the
+// dashboard's own files: no inline script or style, no plug-ins, no
+// framing, forms may post only here.
 func (ui *UI) securityHeaders(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h.Set("Content-Security-Policy", csp)
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Cross-Origin-Opener-Policy", "same-origin")
-		h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
-		if ui.cfg.Secure {
-			h.Set("Strict-Transport-Security", "max-age=31536000")
-		}
-		if r.Body != nil {
-			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
-		}
-		next.ServeHTTP(w, r)
-	})
+	return webui.SecurityHeaders(webui.SecurityOptions{
+		CSP:               "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; object-src 'none'",
+		PermissionsPolicy: "camera=(), microphone=(), geolocation=()",
+		MaxBody:           1 << 20,
+		HSTS:              func(*http.Request) bool { return ui.cfg.Secure },
+	})(next)
 }
 
 // principal is who a request acts for.

@@ -1,21 +1,18 @@
 package officerui
 
 import (
-	"bytes"
-	"crypto/sha256"
 	"embed"
-	"encoding/hex"
 	"fmt"
 	"html/template"
 	"io/fs"
 	"net/http"
 	"net/url"
-	"path"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/tes-traffic/tes"
+	"github.com/tes-traffic/tes/internal/webui"
 )
 
 //go:embed templates/*.html
@@ -24,63 +21,15 @@ var templateFS embed.FS
 //go:embed static
 var staticFS embed.FS
 
-// templates holds one parsed template set per page: the layout, the shared
-// partials and the page itself.
-type templates struct {
-	pages  map[string]*template.Template
-	assets map[string]string // file name -> "/static/name?v=hash"
-}
-
-// parseTemplates parses every page under templates/ in tfs with the layout
-// and the partials, and fingerprints the assets under static/ in sfs. Any
-// parse error, or a page without a "title" or "content" block, is returned.
-func parseTemplates(tfs, sfs fs.FS, funcs template.FuncMap) (*templates, error) {
-	t := &templates{pages: map[string]*template.Template{}, assets: map[string]string{}}
-	if err := fs.WalkDir(sfs, "static", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := fs.ReadFile(sfs, p)
-		if err != nil {
-			return err
-		}
-		sum := sha256.Sum256(b)
-		name := strings.TrimPrefix(p, "static/")
-		t.assets[name] = "/static/" + name + "?v=" + hex.EncodeToString(sum[:6])
-		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("officerui: static assets: %w", err)
-	}
-	funcs["asset"] = func(name string) (string, error) {
-		if u, ok := t.assets[name]; ok {
-			return u, nil
-		}
-		return "", fmt.Errorf("no static asset %q", name)
-	}
-	names, err := fs.Glob(tfs, "templates/*.html")
+// parseTemplates parses the page templates in tfs with the layout and the
+// partials, and fingerprints the assets under static/ in sfs. Any parse
+// error, or a page without a "title" or "content" block, is returned.
+func parseTemplates(tfs, sfs fs.FS, funcs template.FuncMap) (*webui.Pages, error) {
+	p, err := webui.ParsePages(tfs, sfs, funcs, "error", "login")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("officerui: %w", err)
 	}
-	for _, n := range names {
-		base := path.Base(n)
-		if base == "layout.html" || base == "partials.html" {
-			continue
-		}
-		p, err := template.New(base).Funcs(funcs).ParseFS(tfs, "templates/layout.html", "templates/partials.html", n)
-		if err != nil {
-			return nil, fmt.Errorf("officerui: template %s: %w", base, err)
-		}
-		if p.Lookup("content") == nil || p.Lookup("title") == nil {
-			return nil, fmt.Errorf("officerui: template %s defines no \"title\" or \"content\"", base)
-		}
-		t.pages[strings.TrimSuffix(base, ".html")] = p
-	}
-	for _, need := range []string{"error", "login"} {
-		if t.pages[need] == nil {
-			return nil, fmt.Errorf("officerui: template %s.html is missing", need)
-		}
-	}
-	return t, nil
+	return p, nil
 }
 
 // view is what every page template receives.
@@ -95,14 +44,13 @@ type view struct {
 	D         any // the page's own data
 }
 
-// render executes page into a buffer and writes it with status, so that a
-// template failure gives a clean error page instead of half a page.
+// render fills in the common view fields and renders page with status. A
+// missing page or a template failure gives a clean error instead of half a
+// page.
 func (ui *UI) render(w http.ResponseWriter, r *http.Request, status int, page string, v *view) {
-	t := ui.tmpl.pages[page]
-	if t == nil {
+	if !ui.pages.Has(page) {
 		ui.log.Error("no such template", "page", page)
-		page, t = "error", ui.tmpl.pages["error"]
-		status, v = http.StatusInternalServerError, &view{Error: "Something went wrong on the server."}
+		page, status, v = "error", http.StatusInternalServerError, &view{Error: "Something went wrong on the server."}
 	}
 	if p := current(r); p != nil {
 		v.User = p.User
@@ -112,21 +60,9 @@ func (ui *UI) render(w http.ResponseWriter, r *http.Request, status int, page st
 	}
 	v.Status = status
 	v.Threshold = ui.threshold
-	var buf bytes.Buffer
-	if err := t.ExecuteTemplate(&buf, "layout", v); err != nil {
+	if err := ui.pages.Render(w, status, page, v); err != nil {
 		ui.log.Error("render template", "page", page, "err", err)
-		buf.Reset()
-		status = http.StatusInternalServerError
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Header().Set("Cache-Control", "no-store")
-		w.WriteHeader(status)
-		fmt.Fprintln(w, "Something went wrong on the server. The error has been logged.")
-		return
 	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_, _ = w.Write(buf.Bytes())
 }
 
 // errorData is the error page's data.
@@ -147,25 +83,6 @@ func (ui *UI) renderError(w http.ResponseWriter, r *http.Request, status int, ms
 		title = "Server error"
 	}
 	ui.render(w, r, status, "error", &view{D: errorData{Title: title, Message: msg}})
-}
-
-// staticHandler serves the embedded assets. URLs made by the "asset"
-// function carry a content hash, so they may be cached for a long time.
-func (ui *UI) staticHandler() http.Handler {
-	sub, _ := fs.Sub(staticFS, "static")
-	fsrv := http.StripPrefix("/static/", http.FileServerFS(sub))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/") {
-			ui.notFound(w, r)
-			return
-		}
-		if r.URL.Query().Get("v") != "" {
-			w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
-		} else {
-			w.Header().Set("Cache-Control", "public, max-age=3600")
-		}
-		fsrv.ServeHTTP(w, r)
-	})
 }
 
 // funcs are the template helpers.

@@ -37,6 +37,7 @@ import (
 	"github.com/tes-traffic/tes"
 	"github.com/tes-traffic/tes/internal/auth"
 	"github.com/tes-traffic/tes/internal/review"
+	"github.com/tes-traffic/tes/internal/webui"
 )
 
 // Session lifetimes (OWASP session management: idle and absolute timeouts)
@@ -80,7 +81,7 @@ type UI struct {
 	now       func() time.Time
 	loc       *time.Location
 	threshold int
-	tmpl      *templates
+	pages     *webui.Pages
 	handler   http.Handler
 }
 
@@ -105,11 +106,11 @@ func New(cfg Config) (*UI, error) {
 	if ui.threshold <= 0 {
 		ui.threshold = DefaultThreshold
 	}
-	t, err := parseTemplates(templateFS, staticFS, ui.funcs())
+	pages, err := parseTemplates(templateFS, staticFS, ui.funcs())
 	if err != nil {
 		return nil, err
 	}
-	ui.tmpl = t
+	ui.pages = pages
 	ui.handler = ui.routes()
 	return ui, nil
 }
@@ -121,7 +122,7 @@ func (ui *UI) Handler() http.Handler { return ui.handler }
 func (ui *UI) routes() http.Handler {
 	mux := http.NewServeMux()
 
-	mux.Handle("GET /static/", ui.staticHandler())
+	mux.Handle("GET /static/", webui.StaticHandler(staticFS, http.HandlerFunc(ui.notFound)))
 	mux.HandleFunc("GET /{$}", ui.reviewer(func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/dashboard", http.StatusSeeOther)
 	}))

@@ -50,6 +50,7 @@ import (
 	"github.com/tes-traffic/tes/internal/outbox"
 	"github.com/tes-traffic/tes/internal/pins"
 	"github.com/tes-traffic/tes/internal/tlssuite"
+	"github.com/tes-traffic/tes/internal/webui"
 )
 
 // Session lifetimes, as on the officer dashboard.
@@ -104,7 +105,7 @@ type UI struct {
 	log      *slog.Logger
 	now      func() time.Time
 	loc      *time.Location
-	tmpl     *templates
+	pages    *webui.Pages
 	sessions *sessionStore
 	handler  http.Handler
 	stop     context.CancelFunc
@@ -130,11 +131,11 @@ func New(cfg Config) (*UI, error) {
 	if ui.cfg.Timeout <= 0 {
 		ui.cfg.Timeout = 15 * time.Second
 	}
-	t, err := parseTemplates(ui.funcs())
+	pages, err := parseTemplates(ui.funcs())
 	if err != nil {
 		return nil, err
 	}
-	ui.tmpl = t
+	ui.pages = pages
 	ui.sessions = newSessionStore(ui.now)
 	ui.handler = ui.routes()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -157,7 +158,7 @@ func (ui *UI) Close() error {
 
 func (ui *UI) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /static/", ui.staticHandler())
+	mux.Handle("GET /static/", webui.StaticHandler(staticFS, http.HandlerFunc(ui.notFound)))
 	mux.HandleFunc("GET /{$}", ui.home)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
