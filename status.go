@@ -15,6 +15,6 @@ type ServerStatus struct {
 
 // KeyFingerprint names one of the server's keys.
 type KeyFingerprint struct {
-	Suite       string // e.g. "tes1 (RSA-2048)"
-	Fingerprint string // "SHA256:..."
+	Suite       string `json:"suite"`       // e.g. "TES/1 (RSA-2048)"
+	Fingerprint string `json:"fingerprint"` // "SHA256:..."
 }

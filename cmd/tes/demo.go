@@ -71,7 +71,7 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 		fmt.Fprintf(w, "  Police client:     %s  (sign in as police1 / %s)\n", browserURL(police.addr.String()), accounts["police1"])
 	}
 	if a := srv.TES1Addr(); a != nil {
-		fmt.Fprintf(w, "  TES/1 server:      %s  (police account police1 / %s)\n", a, accounts["police1"])
+		fmt.Fprintf(w, "  TES/1 server:      %s  (police account police1 / %s)\n", hostPort(a.String()), accounts["police1"])
 		fmt.Fprintf(w, "\n  Send a report:  TES_PASSWORD=%s tes report --server %s --user police1 --plate 34ABC123 --speed 120\n",
 			accounts["police1"], hostPort(a.String()))
 	}
