@@ -13,12 +13,13 @@ import (
 )
 
 func runBench(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "bench", "--server HOST:PORT --fingerprint SHA256:... --user NAME [--mode reports|sessions] [-c N] [-n N | --duration D]")
+	fs := newFlags(env, "bench", "--server HOST:PORT (--fingerprint SHA256:... --user NAME | --suite tls [--device DIR]) [--mode reports|sessions] [-c N] [-n N | --duration D]")
 	cfg := bench.Config{}
 	fs.StringVar(&cfg.Addr, "server", envOr(env, "TES_SERVER", "127.0.0.1:9999"), "officer server's protocol address")
 	fs.StringVar(&cfg.Fingerprint, "fingerprint", "", "the server's key fingerprint (tes status prints it)")
 	fs.StringVar(&cfg.User, "user", env.Getenv("TES_USER"), "a police or admin account")
-	fs.StringVar(&cfg.Suite, "suite", "legacy", "protocol suite: legacy (TES/1)")
+	fs.StringVar(&cfg.Suite, "suite", "legacy", "protocol suite: legacy (TES/1; --server is the TES/1 address) or tls (--server is the TLS suite's address)")
+	fs.StringVar(&cfg.DeviceDir, "device", defaultDeviceDir(env), "tls: the enrolled device to connect as (enrol with tes report --join TOKEN)")
 	fs.StringVar(&cfg.Mode, "mode", "reports", "reports (C connections x N reports) or sessions (connect + handshake + login)")
 	fs.IntVar(&cfg.Conns, "c", 32, "concurrent connections")
 	fs.IntVar(&cfg.PerConn, "n", 500, "reports (or sessions) per connection; 0 with --duration")
@@ -29,12 +30,14 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if cfg.Fingerprint == "" || cfg.User == "" {
-		return exitError{2, "--fingerprint and --user are required"}
-	}
 	var err error
-	if cfg.Password, err = pw.read(env, "Password for "+cfg.User+": "); err != nil {
-		return err
+	if cfg.Suite != "tls" {
+		if cfg.Fingerprint == "" || cfg.User == "" {
+			return exitError{2, "--fingerprint and --user are required for the legacy suite"}
+		}
+		if cfg.Password, err = pw.read(env, "Password for "+cfg.User+": "); err != nil {
+			return err
+		}
 	}
 	if f, ok := env.Stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) && !*asJSON {
 		cfg.Progress = env.Stderr

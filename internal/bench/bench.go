@@ -38,7 +38,8 @@ type Config struct {
 	Fingerprint string // the server key to expect (TES/1); required
 	User        string
 	Password    string
-	Suite       string // "legacy" (TES/1)
+	Suite       string // "legacy" (TES/1) or "tls"
+	DeviceDir   string // tls: the enrolled device to connect as (tes report --join enrols one)
 	Mode        string // "reports" or "sessions"
 	Conns       int    // concurrent connections (workers)
 	PerConn     int    // reports per connection, or sessions per worker
@@ -87,14 +88,18 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Conns <= 0 || cfg.PerConn <= 0 && cfg.Duration <= 0 {
 		return nil, errors.New("bench: need connections > 0 and a count or a duration")
 	}
-	if cfg.Fingerprint == "" {
-		return nil, errors.New("bench: the server's key fingerprint is required (see tes status)")
-	}
 	if cfg.Suite == "" {
 		cfg.Suite = "legacy"
 	}
-	if cfg.Suite != "legacy" {
-		return nil, fmt.Errorf("bench: suite %q is not available in this build (use legacy)", cfg.Suite)
+	switch cfg.Suite {
+	case "tls":
+		return runTLS(ctx, cfg)
+	case "legacy":
+	default:
+		return nil, fmt.Errorf("bench: suite %q: use legacy or tls", cfg.Suite)
+	}
+	if cfg.Fingerprint == "" {
+		return nil, errors.New("bench: the server's key fingerprint is required (see tes status)")
 	}
 	key, err := legacy.GenerateRSAKey(rand.Reader)
 	if err != nil {

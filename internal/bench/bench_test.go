@@ -9,7 +9,10 @@ import (
 
 	"github.com/tes-traffic/tes"
 	"github.com/tes-traffic/tes/internal/bench"
+	"github.com/tes-traffic/tes/internal/ca"
+	"github.com/tes-traffic/tes/internal/enroll"
 	"github.com/tes-traffic/tes/internal/officer"
+	"github.com/tes-traffic/tes/internal/tlssuite"
 )
 
 func TestPercentiles(t *testing.T) {
@@ -86,5 +89,53 @@ func TestRunCountsWhatTheServerCounts(t *testing.T) {
 	}
 	if res.Ops != 0 || res.Errors["ERROR Invalid Credentials"] != 2 {
 		t.Fatalf("wrong password: ops %d errors %v", res.Ops, res.Errors)
+	}
+}
+
+// TestTLSSuite: the bench drives the TLS suite as an enrolled device, and
+// its counts match the server's.
+func TestTLSSuite(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dir := t.TempDir()
+	srv, err := officer.Open(ctx, officer.Config{Store: officer.StoreConfig{DataDir: dir},
+		ListenTLS: "127.0.0.1:0", HTTP: "127.0.0.1:0", Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	srv.Auth.CreateUser(ctx, "t", "unit7", tes.RolePolice, "unit-password-7", false)
+	root, err := ca.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := &enroll.Service{Devices: srv.Store.(tes.DeviceStore), Users: srv.Store, CA: root}
+	tok, err := svc.Create(ctx, "unit7", "test", time.Hour, srv.TLSAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	devDir := t.TempDir()
+	if _, err := tlssuite.Enroll(ctx, tok.String(), devDir); err != nil {
+		t.Fatal(err)
+	}
+	cfg := bench.Config{Suite: "tls", Addr: srv.TLSAddr().String(), DeviceDir: devDir, Conns: 3, PerConn: 40,
+		MetricsURL: "http://" + srv.HTTPAddr().String() + "/metrics"}
+	res, err := bench.Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts, _ := srv.Store.CountByStatus(ctx)
+	if res.Ops != 120 || len(res.Errors) != 0 || counts[tes.StatusPending] != 120 {
+		t.Fatalf("tls reports: bench %d ops (errors %v), store %d", res.Ops, res.Errors, counts[tes.StatusPending])
+	}
+	before := srv.TLS().Stats.Handshakes.Load()
+	cfg.Mode, cfg.PerConn = "sessions", 5
+	if res, err = bench.Run(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if res.Ops != 15 || srv.TLS().Stats.Handshakes.Load()-before != 15 {
+		t.Fatalf("tls sessions: bench %d, server %d; want 15", res.Ops, srv.TLS().Stats.Handshakes.Load()-before)
 	}
 }

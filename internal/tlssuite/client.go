@@ -319,6 +319,21 @@ func (c *Client) Send(ctx context.Context, r *tes.Report) error {
 	return c.roundTrip(ctx, tes1.TypeData, payload, sig)
 }
 
+// SealReport validates r and returns its DATA payload and device signature
+// without sending them: the load generator prepares messages this way and
+// sends them with Request.
+func (c *Client) SealReport(r *tes.Report) (payload, signature string, err error) {
+	if r.ReportID == "" {
+		r.ReportID = tes.NewReportID()
+	}
+	rr := *r
+	rr.User = c.dev.User
+	if err := rr.Validate(); err != nil {
+		return "", "", err
+	}
+	return c.seal(&rr)
+}
+
 // seal returns the DATA payload and signature for a validated report.
 func (c *Client) seal(r *tes.Report) (payload, signature string, err error) {
 	_, sig, err := evidence.Sign(c.dev.Key, evidence.FromReport(r, c.dev.ID))
