@@ -81,8 +81,10 @@ type Server struct {
 	modern *modern // the TLS suite, CA, signing key, checkpoints (tls.go)
 	http   *http.Server
 
-	audit chan *tes.Event
-	wg    sync.WaitGroup
+	audit       chan *tes.Event
+	auditMu     sync.RWMutex // guards auditClosed against a late appendAudit
+	auditClosed bool
+	wg          sync.WaitGroup
 }
 
 // Open opens the store and keys, creates the first admin when the store is
@@ -268,11 +270,13 @@ func (s *Server) closeAll() {
 		s.batcher.Close()
 		s.batcher = nil
 	}
-	if s.audit != nil {
+	s.auditMu.Lock()
+	if !s.auditClosed {
+		s.auditClosed = true
 		close(s.audit)
-		s.wg.Wait()
-		s.audit = nil
 	}
+	s.auditMu.Unlock()
+	s.wg.Wait()
 	if s.Store != nil {
 		s.closeTLS() // the final audit checkpoint, after the last event
 	}
@@ -307,6 +311,15 @@ func (s *Server) onRefuse(user, remote, reason string) {
 func (s *Server) appendAudit(e *tes.Event) {
 	if e.At.IsZero() {
 		e.At = time.Now()
+	}
+	// A connection that outlived a timed-out shutdown may still refuse a
+	// request after the queue closed: log it rather than send on a closed
+	// channel.
+	s.auditMu.RLock()
+	defer s.auditMu.RUnlock()
+	if s.auditClosed {
+		s.cfg.Log.Warn("server closed; event not added to the audit chain", "action", e.Action, "subject", e.Subject)
+		return
 	}
 	select {
 	case s.audit <- e:
