@@ -169,7 +169,7 @@ func (db *DB) EnrollDevice(ctx context.Context, d *tes.Device) error {
 
 // Device returns one enrolled device or ENOTFOUND.
 func (db *DB) Device(ctx context.Context, id string) (*tes.Device, error) {
-	d, err := scanDevice(db.r.QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE id = ?`, id))
+	d, err := scanDevice(db.reads.device.QueryRowContext(ctx, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, tes.Errorf(tes.ENOTFOUND, "Device %s not found.", id)
 	} else if err != nil {

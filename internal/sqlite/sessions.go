@@ -54,7 +54,7 @@ func (db *DB) CreateWebSession(ctx context.Context, s *tes.WebSession) error {
 func (db *DB) WebSession(ctx context.Context, idHash []byte) (*tes.WebSession, error) {
 	var s tes.WebSession
 	var created, seen int64
-	err := db.r.QueryRowContext(ctx, `SELECT id_hash, user, csrf_token, created_at, last_seen FROM web_sessions WHERE id_hash = ?`, idHash).
+	err := db.reads.webSession.QueryRowContext(ctx, idHash).
 		Scan(&s.IDHash, &s.User, &s.CSRFToken, &created, &seen)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, tes.Errorf(tes.ENOTFOUND, "Session not found.")
@@ -143,7 +143,7 @@ func scanToken(sc scanner) (*tes.APIToken, error) {
 
 // APIToken returns the token with the given hash or ENOTFOUND.
 func (db *DB) APIToken(ctx context.Context, idHash []byte) (*tes.APIToken, error) {
-	t, err := scanToken(db.r.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM api_tokens WHERE id_hash = ?`, idHash))
+	t, err := scanToken(db.reads.apiToken.QueryRowContext(ctx, idHash))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, tes.Errorf(tes.ENOTFOUND, "API token not found.")
 	} else if err != nil {

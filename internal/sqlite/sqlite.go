@@ -49,6 +49,7 @@ type DB struct {
 	now func() time.Time
 
 	ingest ingestStmts
+	reads  readStmts
 
 	// knownKeys caches client key fingerprints known to be committed in
 	// client_keys, so the hot path skips their INSERT. Rows there are never
@@ -140,6 +141,10 @@ func Open(ctx context.Context, path string, keys *atrest.Keys) (*DB, error) {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 
+	if err := db.reads.prepare(ctx, r); err != nil {
+		db.Close()
+		return nil, err
+	}
 	if err := db.ingest.prepare(ctx, w); err != nil {
 		db.Close()
 		return nil, err
@@ -188,6 +193,7 @@ func (db *DB) checkKey(ctx context.Context) error {
 // Close closes both connection pools. Statements in flight fail.
 func (db *DB) Close() error {
 	db.ingest.close()
+	db.reads.close()
 	var errs []error
 	if db.r != nil {
 		errs = append(errs, db.r.Close())

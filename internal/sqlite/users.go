@@ -76,7 +76,7 @@ func (db *DB) CreateUser(ctx context.Context, u *tes.User) error {
 
 // User returns one user or ENOTFOUND.
 func (db *DB) User(ctx context.Context, name string) (*tes.User, error) {
-	u, err := scanUser(db.r.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE name = ?`, name))
+	u, err := scanUser(db.reads.user.QueryRowContext(ctx, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, tes.Errorf(tes.ENOTFOUND, "User %q not found.", name)
 	} else if err != nil {
