@@ -36,6 +36,16 @@ type Service struct {
 	Store Store
 	Log   *slog.Logger
 	Now   func() time.Time
+
+	verified *verifiedCache // nil: every sign-in runs argon2id
+}
+
+// CacheVerified lets a repeat sign-in with a password verified within ttl
+// skip argon2id (see verifiedCache for what is kept and why); at most max
+// users are remembered. ttl <= 0 turns the cache off. Call it before the
+// service is used.
+func (s *Service) CacheVerified(ttl time.Duration, max int) {
+	s.verified = newVerifiedCache(ttl, max)
 }
 
 // New returns a Service over store.
@@ -44,6 +54,9 @@ func New(store Store, log *slog.Logger) *Service {
 }
 
 func (s *Service) now() time.Time { return s.Now() }
+
+// verifyPassword is password.Verify; tests count its calls.
+var verifyPassword = password.Verify
 
 // ErrInvalidCredentials is what every failed sign-in returns, whether the
 // user is unknown, disabled or the password is wrong, so that it tells an
@@ -68,10 +81,18 @@ func (s *Service) Authenticate(ctx context.Context, name, pw string) (*tes.User,
 	if now.Before(u.LockedUntil) {
 		return nil, tes.Errorf(tes.ERATELIMIT, "Too many failed sign-ins: try again in %s.", u.LockedUntil.Sub(now).Round(time.Second))
 	}
-	ok, rehash, err := password.Verify(pw, u.PasswordHash)
-	if err != nil {
-		s.Log.Error("stored password hash is unreadable", "user", name, "err", err)
-		return nil, ErrInvalidCredentials
+	var ok, rehash bool
+	if !u.Disabled && s.verified.check(name, u.PasswordHash, pw, now) {
+		ok = true
+	} else {
+		ok, rehash, err = verifyPassword(pw, u.PasswordHash)
+		if err != nil {
+			s.Log.Error("stored password hash is unreadable", "user", name, "err", err)
+			return nil, ErrInvalidCredentials
+		}
+		if ok && !u.Disabled && !rehash {
+			s.verified.remember(name, u.PasswordHash, pw, now)
+		}
 	}
 	if !ok || u.Disabled {
 		var locked time.Time
@@ -154,6 +175,7 @@ func (s *Service) SetPassword(ctx context.Context, actor, name, pw string, mustC
 	}); err != nil {
 		return err
 	}
+	s.verified.forget(name)
 	if err := s.Store.DeleteUserWebSessions(ctx, name); err != nil {
 		return err
 	}
@@ -170,6 +192,7 @@ func (s *Service) SetDisabled(ctx context.Context, actor, name string, disabled 
 	}); err != nil {
 		return err
 	}
+	s.verified.forget(name)
 	if disabled {
 		if err := s.Store.DeleteUserWebSessions(ctx, name); err != nil {
 			return err

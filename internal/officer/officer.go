@@ -49,7 +49,11 @@ type Config struct {
 	HandshakeTimeout time.Duration
 	IdleTimeout      time.Duration
 	MaxBatch         int
-	Rules            tes.Rules
+	// LoginCacheTTL is how long a verified password lets the same user sign
+	// in again without argon2id (internal/auth.Service.CacheVerified); 0
+	// checks every sign-in in full.
+	LoginCacheTTL time.Duration
+	Rules         tes.Rules
 
 	// ListenTLS is the TLS suite's address; "" disables the TLS suite.
 	ListenTLS string
@@ -64,6 +68,9 @@ type Config struct {
 	// loopback only.
 	MetricsAllow []netip.Prefix
 }
+
+// maxLoginCache bounds the verified-password cache: one entry per user.
+const maxLoginCache = 100_000
 
 // Server is a running officer server.
 type Server struct {
@@ -110,6 +117,7 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.Auth = auth.New(s.Store, cfg.Log)
+	s.Auth.CacheVerified(cfg.LoginCacheTTL, maxLoginCache)
 	s.Review = review.New(s.Store, cfg.Rules, cfg.Log)
 	if err := s.firstAdmin(ctx); err != nil {
 		return nil, err
