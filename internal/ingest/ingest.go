@@ -7,7 +7,10 @@
 //
 // Submit returns only after the item's transaction has committed, so a
 // caller that acknowledges after Submit never acknowledges a report that a
-// crash could lose.
+// crash could lose. Enqueue and Ticket.Wait split Submit in two, so that a
+// connection whose client sends several reports without waiting (a
+// pipelining client) queues them all into the same commit and acknowledges
+// each after it.
 package ingest
 
 import (
@@ -38,14 +41,16 @@ type Batcher struct {
 	maxBatch int
 	obs      Observer
 
-	ch     chan *request
+	ch     chan *Ticket
 	mu     sync.RWMutex // guards closed against Submit racing Close
 	closed bool
 	done   chan struct{}
 	pool   sync.Pool
 }
 
-type request struct {
+// Ticket is an item queued by Enqueue; Wait returns its commit's result.
+type Ticket struct {
+	b    *Batcher
 	item *tes.IngestItem
 	err  error
 	done chan struct{}
@@ -58,8 +63,8 @@ func New(store tes.ViolationStore, log *slog.Logger, maxBatch int, obs Observer)
 		maxBatch = DefaultMaxBatch
 	}
 	b := &Batcher{store: store, log: log, maxBatch: maxBatch, obs: obs,
-		ch: make(chan *request, 4*maxBatch), done: make(chan struct{})}
-	b.pool.New = func() any { return &request{done: make(chan struct{}, 1)} }
+		ch: make(chan *Ticket, 4*maxBatch), done: make(chan struct{})}
+	b.pool.New = func() any { return &Ticket{b: b, done: make(chan struct{}, 1)} }
 	go b.run()
 	return b
 }
@@ -69,30 +74,47 @@ func New(store tes.ViolationStore, log *slog.Logger, maxBatch int, obs Observer)
 // Submit returns ctx's error and the item may still be committed later;
 // the caller must then not acknowledge it.
 func (b *Batcher) Submit(ctx context.Context, item *tes.IngestItem) error {
-	r := b.pool.Get().(*request)
-	r.item, r.err = item, nil
+	t, err := b.Enqueue(ctx, item)
+	if err != nil {
+		return err
+	}
+	return t.Wait(ctx)
+}
+
+// Enqueue queues item for the next commit and returns at once (or when ctx
+// ends, if the queue is full). The caller must call the ticket's Wait
+// exactly once, and must not read item until Wait has returned.
+func (b *Batcher) Enqueue(ctx context.Context, item *tes.IngestItem) (*Ticket, error) {
+	t := b.pool.Get().(*Ticket)
+	t.item, t.err = item, nil
 	b.mu.RLock()
+	defer b.mu.RUnlock()
 	if b.closed {
-		b.mu.RUnlock()
-		b.pool.Put(r)
-		return ErrClosed
+		b.pool.Put(t)
+		return nil, ErrClosed
 	}
 	select {
-	case b.ch <- r:
+	case b.ch <- t:
+		return t, nil
 	case <-ctx.Done():
-		b.mu.RUnlock()
-		b.pool.Put(r)
-		return ctx.Err()
+		b.pool.Put(t)
+		return nil, ctx.Err()
 	}
-	b.mu.RUnlock()
+}
+
+// Wait blocks until t's transaction committed (nil, with the item's Outcome
+// set) or failed (an EUNAVAILABLE error), or until ctx ends: then it returns
+// ctx's error and the item may still be committed later, so the caller must
+// not acknowledge it.
+func (t *Ticket) Wait(ctx context.Context) error {
 	select {
-	case <-r.done:
-		err := r.err
-		r.item = nil
-		b.pool.Put(r)
+	case <-t.done:
+		err := t.err
+		t.item = nil
+		t.b.pool.Put(t)
 		return err
 	case <-ctx.Done():
-		return ctx.Err() // r is still owned by the committer; not reused
+		return ctx.Err() // t is still owned by the committer; not reused
 	}
 }
 
@@ -114,7 +136,7 @@ func (b *Batcher) Close() error {
 
 func (b *Batcher) run() {
 	defer close(b.done)
-	batch := make([]*request, 0, b.maxBatch)
+	batch := make([]*Ticket, 0, b.maxBatch)
 	items := make([]*tes.IngestItem, 0, b.maxBatch)
 	for {
 		r, ok := <-b.ch

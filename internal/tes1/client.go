@@ -228,6 +228,15 @@ func (c *Client) deadline(ctx context.Context) time.Time {
 	return d
 }
 
+// Pipeline sends prepared messages keeping up to window unanswered and
+// fills in each reply (see the package function Pipeline). With a window
+// over 1 the server commits several of them together, which is what a
+// client on a slow link or with a backlog needs; the replies still come in
+// order, one per message.
+func (c *Client) Pipeline(ctx context.Context, xs []Exchange, window int) (int, error) {
+	return Pipeline(c.conn, c.fr, xs, window, func() time.Time { return c.deadline(ctx) })
+}
+
 // Close closes the connection.
 func (c *Client) Close() error { return c.conn.Close() }
 

@@ -39,6 +39,11 @@ func NewFrameReader(r io.Reader, max int) *FrameReader {
 	return &FrameReader{r: bufio.NewReaderSize(r, 4096), max: max}
 }
 
+// Buffered is the number of bytes already read from the stream and not yet
+// returned in a frame: more than zero means the peer sent more without
+// waiting.
+func (f *FrameReader) Buffered() int { return f.r.Buffered() }
+
 // Next returns the next frame: the bytes of one JSON object, from '{' to the
 // matching '}'. The slice is valid until the next call. Whitespace between
 // frames is skipped. It returns io.EOF at a clean end of stream,

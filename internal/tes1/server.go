@@ -70,6 +70,7 @@ type Server struct {
 	handshake []byte // the HANDSHAKE message, built once
 	fp        string
 	hsSem     chan struct{}
+	pipe      Pipeliner // nil: one DATA at a time
 	Stats     Stats
 
 	conns conntrack.Tracker
@@ -115,6 +116,7 @@ func NewServer(cfg Config) (*Server, error) {
 		fp:        legacy.Fingerprint(der),
 		hsSem:     make(chan struct{}, cfg.MaxHandshakes),
 	}
+	s.pipe, _ = cfg.Ingest.(Pipeliner)
 	s.conns = conntrack.Tracker{MaxConns: cfg.MaxConns, MaxConnsPerIP: cfg.MaxConnsPerIP, Log: cfg.Log,
 		Counters: conntrack.Counters{Open: &s.Stats.Conns, Total: &s.Stats.ConnsTotal, Refused: &s.Stats.ConnsRefused}}
 	return s, nil
@@ -154,6 +156,7 @@ type conn struct {
 	sessFails  int
 	out        []byte
 	bin        []byte
+	replies    ReplyQueue // owed to a pipelining client
 }
 
 // connState is the typed per-connection protocol state. Transitions:
@@ -172,6 +175,9 @@ func (s *Server) serveConn(c *conn) {
 	if err := s.write(c, s.handshake); err != nil {
 		return
 	}
+	// Whatever way the loop ends, the reports already queued are answered:
+	// nothing committed goes unacknowledged while the connection can write.
+	defer s.flush(c, log)
 	fr := NewFrameReader(c, s.cfg.MaxMessage)
 	handshakeDeadline := start.Add(s.cfg.HandshakeTimeout)
 	for !s.conns.Closing() {
@@ -190,10 +196,10 @@ func (s *Server) serveConn(c *conn) {
 			case errors.Is(err, io.EOF):
 			case errors.Is(err, ErrTooLarge):
 				s.refuse(c, log, ReplyTooLarge)
-				s.reply(c, StatusError, ReplyTooLarge)
+				s.queueReply(c, StatusError, ReplyTooLarge)
 			case errors.Is(err, ErrMalformed):
 				s.refuse(c, log, ReplyMalformed)
-				s.reply(c, StatusError, ReplyMalformed)
+				s.queueReply(c, StatusError, ReplyMalformed)
 			case errors.As(err, &ne) && ne.Timeout():
 				if !s.conns.Closing() {
 					log.Info("closing connection: deadline passed", "logged_in", c.state == loggedIn)
@@ -207,16 +213,60 @@ func (s *Server) serveConn(c *conn) {
 		msg, err := ParseMessage(frame)
 		if err != nil {
 			s.refuse(c, log, ReplyMalformed)
-			s.reply(c, StatusError, ReplyMalformed)
+			s.queueReply(c, StatusError, ReplyMalformed)
 			return
 		}
-		status, text, closeAfter := s.handle(c, log, msg)
-		err = s.reply(c, status, text)
+		if msg.Type == TypeData && s.pipe != nil {
+			s.queueData(c, log, msg)
+		} else {
+			// Any other request sees the effect of the reports before it.
+			if s.flush(c, log) != nil {
+				return
+			}
+			status, text, closeAfter := s.handle(c, log, msg)
+			if s.reply(c, status, text) != nil || closeAfter {
+				return
+			}
+		}
+		// Answer once the client has nothing more buffered (it is waiting for
+		// replies) or the window is full; meanwhile its reports, and other
+		// connections', gather in the same commit.
+		if c.replies.Len() > 0 && (fr.Buffered() == 0 || c.replies.Len() >= MaxPipeline) {
+			if s.flush(c, log) != nil {
+				return
+			}
+		}
 		c.SetBusy(false)
-		if err != nil || closeAfter {
-			return
-		}
 	}
+}
+
+// queueData checks a DATA request and queues it for commit without waiting.
+func (s *Server) queueData(c *conn, log *slog.Logger, m *Message) {
+	start := time.Now()
+	item, status, text := s.prepareData(c, log, m)
+	if item == nil {
+		c.replies.Reply(status, text)
+		return
+	}
+	t, err := s.pipe.Enqueue(context.Background(), item)
+	if err != nil {
+		c.replies.Reply(s.dataOutcome(c, log, item, err, start))
+		return
+	}
+	c.replies.Report(t, item, start)
+}
+
+// queueReply owes the client a reply decided now, after those already owed.
+func (s *Server) queueReply(c *conn, status, text string) { c.replies.Reply(status, text) }
+
+// flush sends the replies owed, waiting for their reports' commits.
+func (s *Server) flush(c *conn, log *slog.Logger) error {
+	if c.replies.Len() == 0 {
+		return nil
+	}
+	return c.replies.Flush(func(item *tes.IngestItem, err error, start time.Time) (string, string) {
+		return s.dataOutcome(c, log, item, err, start)
+	}, func(b []byte) error { return s.write(c, b) })
 }
 
 func (s *Server) reply(c *conn, status, text string) error {
@@ -401,49 +451,65 @@ func (s *Server) openPayload(c *conn, m *Message) ([]byte, error) {
 
 func (s *Server) handleData(c *conn, log *slog.Logger, m *Message) (string, string, bool) {
 	start := time.Now()
+	item, status, text := s.prepareData(c, log, m)
+	if item == nil {
+		return status, text, false
+	}
+	status, text = s.dataOutcome(c, log, item, s.cfg.Ingest.Submit(context.Background(), item), start)
+	return status, text, false
+}
+
+// prepareData checks a DATA request and returns the item to commit, or nil
+// and the refusal to send.
+func (s *Server) prepareData(c *conn, log *slog.Logger, m *Message) (item *tes.IngestItem, status, text string) {
 	if c.state != loggedIn || !c.user.Role.CanReport() {
 		s.refuse(c, log, ReplyUnauthorized)
-		return StatusError, ReplyUnauthorized, false
+		return nil, StatusError, ReplyUnauthorized
 	}
 	if m.Signature == nil || *m.Signature == "" {
 		s.refuse(c, log, ReplySigMissing)
-		return StatusError, ReplySigMissing, false
+		return nil, StatusError, ReplySigMissing
 	}
 	str, ok := m.PayloadString()
 	if !ok {
 		s.refuse(c, log, ReplyProcessing)
-		return StatusError, ReplyProcessing, false
+		return nil, StatusError, ReplyProcessing
 	}
 	wire, err := hex.DecodeString(str)
 	if err != nil || len(wire) < 16 {
 		s.refuse(c, log, ReplyProcessing)
-		return StatusError, ReplyProcessing, false
+		return nil, StatusError, ReplyProcessing
 	}
 	sig, err := hex.DecodeString(*m.Signature)
 	if err != nil || legacy.Verify(c.clientKey, wire, sig) != nil {
 		s.refuse(c, log, ReplySigInvalid)
-		return StatusError, ReplySigInvalid, false
+		return nil, StatusError, ReplySigInvalid
 	}
 	plain, err := c.cipher.Open(wire)
 	if err != nil {
 		s.refuse(c, log, ReplyProcessing)
-		return StatusError, ReplyProcessing, false
+		return nil, StatusError, ReplyProcessing
 	}
 	r, err := ParseReport(plain)
 	if err != nil {
 		msg := tes.ErrorMessage(err)
 		s.refuse(c, log, msg)
-		return StatusError, msg, false
+		return nil, StatusError, msg
 	}
 	r.User = c.user.Name
 	r.Suite = tes.SuiteTES1
 	r.Evidence = tes.Evidence{Signed: wire, Signature: sig, KeyFingerprint: c.clientFP, PublicKey: c.clientSPKI}
 	digest := sha256.Sum256(wire)
-	item := &tes.IngestItem{MessageDigest: digest[:], Report: r, ReceivedAt: s.cfg.Now()}
-	if err := s.cfg.Ingest.Submit(context.Background(), item); err != nil {
+	return &tes.IngestItem{MessageDigest: digest[:], Report: r, ReceivedAt: s.cfg.Now()}, "", ""
+}
+
+// dataOutcome turns the result of committing item (err from the ingest
+// path) into the reply; start is when the request was read.
+func (s *Server) dataOutcome(c *conn, log *slog.Logger, item *tes.IngestItem, err error, start time.Time) (string, string) {
+	if err != nil {
 		log.Error("report not committed", "err", err)
 		s.Stats.refuse(ReplyUnavailable)
-		return StatusError, ReplyUnavailable, false
+		return StatusError, ReplyUnavailable
 	}
 	switch item.Outcome {
 	case tes.OutcomeStored, tes.OutcomeDuplicate:
@@ -454,13 +520,13 @@ func (s *Server) handleData(c *conn, log *slog.Logger, m *Message) (string, stri
 		if s.cfg.Observe != nil {
 			s.cfg.Observe.Report(time.Since(start))
 		}
-		return StatusOK, ReplyQueued, false
+		return StatusOK, ReplyQueued
 	case tes.OutcomeReplay:
 		s.refuse(c, log, ReplyReplay)
-		return StatusError, ReplyReplay, false
+		return StatusError, ReplyReplay
 	}
 	log.Error("ingest returned no outcome", "outcome", item.Outcome)
-	return StatusError, ReplyUnavailable, false
+	return StatusError, ReplyUnavailable
 }
 
 func appendHex(dst []byte, s string) ([]byte, error) {

@@ -752,3 +752,98 @@ func TestStatusExtension(t *testing.T) {
 		t.Fatalf("admin sees police1's reports: %+v, %v", got, err)
 	}
 }
+
+// TestPipelinedReports sends many DATA messages in one write, valid ones
+// mixed with refusals, and checks that each gets its own reply in request
+// order, that only the valid ones are stored, and that a request after them
+// sees them committed.
+func TestPipelinedReports(t *testing.T) {
+	h := mustStart(t, nil, nil)
+	r := h.raw(t)
+	r.startSession(h)
+	r.login("police1")
+	stranger, err := legacy.GenerateRSAKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	type want struct{ typ, payload string }
+	var batch []byte
+	var wants []want
+	var ids []string
+	first := []byte(nil)
+	for i := range 150 {
+		var msg []byte
+		w := want{tes1.StatusOK, tes1.ReplyQueued}
+		switch {
+		case i == 7:
+			msg = r.dataMsg(`{"plate": "PL7", "speed": 90}`, stranger)
+			w = want{tes1.StatusError, tes1.ReplySigInvalid}
+		case i == 40:
+			msg = first // the very bytes of the first report again
+			w = want{tes1.StatusError, tes1.ReplyReplay}
+		case i == 41:
+			msg = r.dataMsg(`{"plate": "34ABC123", "speed": "fast"}`, r.ck)
+			w = want{tes1.StatusError, ""}
+		case i == 90:
+			msg = r.dataMsg(`{"plate": "PL90", "speed": 90}`, nil)
+			w = want{tes1.StatusError, tes1.ReplySigMissing}
+		default:
+			id := tes.NewReportID()
+			ids = append(ids, id)
+			msg = r.dataMsg(fmt.Sprintf(`{"plate": "PP%d", "speed": %d, "report_id": %q}`, i, 60+i%90, id), r.ck)
+		}
+		if first == nil {
+			first = msg
+		}
+		batch = append(batch, msg...)
+		wants = append(wants, w)
+	}
+	r.write(batch)
+	for i, w := range wants {
+		typ, p := r.read()
+		if typ != w.typ || w.payload != "" && p != w.payload {
+			t.Fatalf("reply %d = %s %q, want %s %q", i, typ, p, w.typ, w.payload)
+		}
+	}
+	if n := h.count(t); n != len(ids) {
+		t.Fatalf("stored %d reports, want %d", n, len(ids))
+	}
+	// The connection is in a clean state: a plain request-reply works.
+	r.write(r.dataMsg(`{"plate": "AFTER1", "speed": 99}`, r.ck))
+	r.expect(tes1.StatusOK, tes1.ReplyQueued)
+	if n := h.count(t); n != len(ids)+1 {
+		t.Fatalf("stored %d reports, want %d", n, len(ids)+1)
+	}
+}
+
+// TestClientPipeline sends prepared reports through Client.Pipeline with
+// several windows and checks every one is acknowledged and stored once.
+func TestClientPipeline(t *testing.T) {
+	h := mustStart(t, nil, nil)
+	c := h.login(t, "police1")
+	total := 0
+	for _, window := range []int{1, 8, 64, 1000} {
+		xs := make([]tes1.Exchange, 100)
+		for i := range xs {
+			p, s, err := c.SealReport(&tes.Report{Plate: fmt.Sprintf("W%dN%d", window, i), Speed: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			xs[i].Msg = tes1.AppendMessage(nil, tes1.TypeData, p, s)
+		}
+		n, err := c.Pipeline(context.Background(), xs, window)
+		if err != nil || n != len(xs) {
+			t.Fatalf("window %d: %d exchanges, %v", window, n, err)
+		}
+		for i, x := range xs {
+			if x.Status != tes1.StatusOK || x.Text != tes1.ReplyQueued || x.Latency <= 0 {
+				t.Fatalf("window %d, report %d: %s %q after %v", window, i, x.Status, x.Text, x.Latency)
+			}
+		}
+		total += len(xs)
+		if got := h.count(t); got != total {
+			t.Fatalf("window %d: stored %d, want %d", window, got, total)
+		}
+	}
+}

@@ -380,6 +380,12 @@ func (c *Client) Request(ctx context.Context, typ, payload, signature string) (s
 	return m.Type, text, nil
 }
 
+// Pipeline sends prepared messages keeping up to window unanswered and
+// fills in each reply, in order (tes1.Pipeline).
+func (c *Client) Pipeline(ctx context.Context, xs []tes1.Exchange, window int) (int, error) {
+	return tes1.Pipeline(c.tls, c.fr, xs, window, func() time.Time { return c.deadline(ctx) })
+}
+
 func (c *Client) roundTrip(ctx context.Context, typ, payload, signature string) error {
 	status, text, err := c.Request(ctx, typ, payload, signature)
 	if err != nil {

@@ -78,7 +78,8 @@ type Server struct {
 	cfg       Config
 	enrollSvc *enroll.Service
 	enrollCfg *tls.Config
-	reportCfg *tls.Config // cloned per connection with its VerifyConnection
+	reportCfg *tls.Config    // cloned per connection with its VerifyConnection
+	pipe      tes1.Pipeliner // nil: one DATA at a time
 	Stats     Stats
 
 	conns conntrack.Tracker
@@ -128,6 +129,7 @@ func NewServer(cfg Config) (*Server, error) {
 	s.reportCfg.NextProtos = []string{ALPNReport}
 	s.reportCfg.ClientAuth = tls.RequireAndVerifyClientCert
 	s.reportCfg.ClientCAs = cfg.CA.Pool()
+	s.pipe, _ = cfg.Ingest.(tes1.Pipeliner)
 	return s, nil
 }
 
@@ -172,6 +174,7 @@ type conn struct {
 	nData     uint64
 	checkedAt time.Time
 	out       []byte
+	replies   tes1.ReplyQueue // owed to a pipelining client
 }
 
 func (c *conn) user() string {
@@ -306,6 +309,7 @@ func (s *Server) serveReports(c *conn, log *slog.Logger, cs tls.ConnectionState)
 	if err := s.write(c, tes1.AppendMessage(nil, tes1.TypeHandshake, string(hello), "")); err != nil {
 		return
 	}
+	defer s.flush(c, log) // reports already queued are answered however the loop ends
 	fr := tes1.NewFrameReader(c.tls, MaxMessage)
 	for !s.conns.Closing() {
 		c.Conn.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
@@ -321,16 +325,59 @@ func (s *Server) serveReports(c *conn, log *slog.Logger, cs tls.ConnectionState)
 		m, err := tes1.ParseMessage(frame)
 		if err != nil {
 			s.refuse(c, log, tes1.ReplyMalformed)
-			s.reply(c, tes1.StatusError, tes1.ReplyMalformed)
+			c.replies.Reply(tes1.StatusError, tes1.ReplyMalformed)
 			return
 		}
-		status, text, closeAfter := s.handleReport(c, log, m)
-		err = s.reply(c, status, text)
+		if m.Type == tes1.TypeData && c.state == reporting && s.pipe != nil {
+			// Pipelined: checked now, committed with whatever else is queued,
+			// answered in order (tes1.ReplyQueue).
+			if s.queueData(c, log, m) {
+				return
+			}
+		} else {
+			if s.flush(c, log) != nil {
+				return
+			}
+			status, text, closeAfter := s.handleReport(c, log, m)
+			if s.reply(c, status, text) != nil || closeAfter {
+				return
+			}
+		}
+		if c.replies.Len() > 0 && (fr.Buffered() == 0 || c.replies.Len() >= tes1.MaxPipeline) {
+			if s.flush(c, log) != nil {
+				return
+			}
+		}
 		c.SetBusy(false)
-		if err != nil || closeAfter {
-			return
-		}
 	}
+}
+
+// queueData checks a DATA request and queues it for commit without waiting;
+// it returns true when the connection must close after the replies owed.
+func (s *Server) queueData(c *conn, log *slog.Logger, m *tes1.Message) (closeAfter bool) {
+	start := time.Now()
+	item, status, text, closeAfter := s.prepareData(c, log, m)
+	if item == nil {
+		c.replies.Reply(status, text)
+		return closeAfter
+	}
+	t, err := s.pipe.Enqueue(context.Background(), item)
+	if err != nil {
+		c.replies.Reply(s.dataOutcome(c, log, item, err, start))
+		return false
+	}
+	c.replies.Report(t, item, start)
+	return false
+}
+
+// flush sends the replies owed, waiting for their reports' commits.
+func (s *Server) flush(c *conn, log *slog.Logger) error {
+	if c.replies.Len() == 0 {
+		return nil
+	}
+	return c.replies.Flush(func(item *tes.IngestItem, err error, start time.Time) (string, string) {
+		return s.dataOutcome(c, log, item, err, start)
+	}, func(b []byte) error { return s.write(c, b) })
 }
 
 // readFailed answers a framing error the way TES/1 does and logs the rest.
@@ -340,10 +387,10 @@ func (s *Server) readFailed(c *conn, log *slog.Logger, err error) {
 	case errors.Is(err, io.EOF):
 	case errors.Is(err, tes1.ErrTooLarge):
 		s.refuse(c, log, tes1.ReplyTooLarge)
-		s.reply(c, tes1.StatusError, tes1.ReplyTooLarge)
+		c.replies.Reply(tes1.StatusError, tes1.ReplyTooLarge)
 	case errors.Is(err, tes1.ErrMalformed):
 		s.refuse(c, log, tes1.ReplyMalformed)
-		s.reply(c, tes1.StatusError, tes1.ReplyMalformed)
+		c.replies.Reply(tes1.StatusError, tes1.ReplyMalformed)
 	case errors.As(err, &ne) && ne.Timeout():
 		if !s.conns.Closing() {
 			log.Info("closing connection: deadline passed")
@@ -371,11 +418,23 @@ func (s *Server) handleReport(c *conn, log *slog.Logger, m *tes1.Message) (statu
 }
 
 func (s *Server) handleData(c *conn, log *slog.Logger, m *tes1.Message) (string, string, bool) {
+	start := time.Now()
+	item, status, text, closeAfter := s.prepareData(c, log, m)
+	if item == nil {
+		return status, text, closeAfter
+	}
+	status, text = s.dataOutcome(c, log, item, s.cfg.Ingest.Submit(context.Background(), item), start)
+	return status, text, false
+}
+
+// prepareData checks a DATA request and returns the item to commit, or nil
+// and the refusal to send (and whether to close after it).
+func (s *Server) prepareData(c *conn, log *slog.Logger, m *tes1.Message) (item *tes.IngestItem, status, text string, closeAfter bool) {
 	r, sig, err := ParseData(m)
 	if err != nil {
 		text := ReplyText(err)
 		s.refuse(c, log, text)
-		return tes1.StatusError, text, false
+		return nil, tes1.StatusError, text, false
 	}
 	// A revocation also ends connections that are already open.
 	if now := s.cfg.Now(); now.Sub(c.checkedAt) >= s.cfg.RecheckAfter {
@@ -384,10 +443,10 @@ func (s *Server) handleData(c *conn, log *slog.Logger, m *tes1.Message) (string,
 		cancel()
 		if err != nil {
 			if reason == tes1.ReplyUnavailable {
-				return tes1.StatusError, tes1.ReplyUnavailable, false
+				return nil, tes1.StatusError, tes1.ReplyUnavailable, false
 			}
 			s.refuse(c, log, reason)
-			return tes1.StatusError, tes1.ReplyUnauthorized, true
+			return nil, tes1.StatusError, tes1.ReplyUnauthorized, true
 		}
 		c.checkedAt = now
 	}
@@ -402,11 +461,11 @@ func (s *Server) handleData(c *conn, log *slog.Logger, m *tes1.Message) (string,
 			text = "Invalid " + fe.Field + ": " + fe.Why + "."
 		}
 		s.refuse(c, log, text)
-		return tes1.StatusError, text, false
+		return nil, tes1.StatusError, text, false
 	}
 	if evidence.VerifySignature(c.devicePub, signed, sig) != nil {
 		s.refuse(c, log, tes1.ReplySigInvalid)
-		return tes1.StatusError, tes1.ReplySigInvalid, false
+		return nil, tes1.StatusError, tes1.ReplySigInvalid, false
 	}
 	r.ObservedAt = fields.ObservedAt // what was signed: whole seconds
 	r.Evidence = tes.Evidence{Signed: signed, Signature: sig, KeyFingerprint: c.device.KeyFingerprint,
@@ -419,22 +478,26 @@ func (s *Server) handleData(c *conn, log *slog.Logger, m *tes1.Message) (string,
 	h.Write([]byte("tes-tls-data-v1"))
 	h.Write(c.exporter)
 	h.Write(binary.BigEndian.AppendUint64(nil, c.nData))
-	item := &tes.IngestItem{MessageDigest: h.Sum(nil), Report: r, ReceivedAt: s.cfg.Now()}
-	if err := s.cfg.Ingest.Submit(context.Background(), item); err != nil {
+	return &tes.IngestItem{MessageDigest: h.Sum(nil), Report: r, ReceivedAt: s.cfg.Now()}, "", "", false
+}
+
+// dataOutcome turns the result of committing item into the reply.
+func (s *Server) dataOutcome(c *conn, log *slog.Logger, item *tes.IngestItem, err error, _ time.Time) (string, string) {
+	if err != nil {
 		log.Error("report not committed", "err", err)
 		s.Stats.Refused.Add(1)
-		return tes1.StatusError, tes1.ReplyUnavailable, false
+		return tes1.StatusError, tes1.ReplyUnavailable
 	}
 	switch item.Outcome {
 	case tes.OutcomeStored, tes.OutcomeDuplicate:
 		s.Stats.Accepted.Add(1)
-		return tes1.StatusOK, tes1.ReplyQueued, false
+		return tes1.StatusOK, tes1.ReplyQueued
 	case tes.OutcomeReplay:
 		s.refuse(c, log, tes1.ReplyReplay)
-		return tes1.StatusError, tes1.ReplyReplay, false
+		return tes1.StatusError, tes1.ReplyReplay
 	}
 	log.Error("ingest returned no outcome", "outcome", item.Outcome)
-	return tes1.StatusError, tes1.ReplyUnavailable, false
+	return tes1.StatusError, tes1.ReplyUnavailable
 }
 
 func (s *Server) handleStatus(c *conn, log *slog.Logger, m *tes1.Message) (string, string, bool) {

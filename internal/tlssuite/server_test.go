@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -433,5 +434,49 @@ func TestDialVerifiesServer(t *testing.T) {
 func TestEnrollTokenParse(t *testing.T) {
 	if _, err := tlssuite.Enroll(context.Background(), "tes-join.nope", t.TempDir()); !errors.Is(err, enroll.ErrMalformed) {
 		t.Fatalf("Enroll(malformed) = %v", err)
+	}
+}
+
+// TestPipelinedReports sends many reports without waiting, with a refusal
+// and a resend among them, and checks the replies come one per message, in
+// order, and that each report is stored once.
+func TestPipelinedReports(t *testing.T) {
+	e := newEnv(t)
+	dev := e.mustEnroll()
+	c := e.mustDial(dev)
+	var xs []tes1.Exchange
+	var want []string
+	var firstMsg []byte
+	for i := range 120 {
+		r := newReport(fmt.Sprintf("PL%d", i), 90+i%50)
+		p, s, err := c.SealReport(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := tes1.AppendMessage(nil, tes1.TypeData, p, s)
+		w := tes1.StatusOK + " " + tes1.ReplyQueued
+		switch i {
+		case 0:
+			firstMsg = msg
+		case 30: // a resend of the first report: acknowledged, stored once
+			msg = firstMsg
+		case 31:
+			msg = tes1.AppendMessage(nil, tes1.TypeData, p, "")
+			w = tes1.StatusError + " " + tes1.ReplySigMissing
+		}
+		xs = append(xs, tes1.Exchange{Msg: msg})
+		want = append(want, w)
+	}
+	n, err := c.Pipeline(context.Background(), xs, 32)
+	if err != nil || n != len(xs) {
+		t.Fatalf("%d exchanges, %v", n, err)
+	}
+	for i, x := range xs {
+		if got := x.Status + " " + x.Text; got != want[i] {
+			t.Fatalf("reply %d = %q, want %q", i, got, want[i])
+		}
+	}
+	if got := e.count(); got != len(xs)-2 {
+		t.Fatalf("stored %d, want %d", got, len(xs)-2)
 	}
 }
