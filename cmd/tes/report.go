@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/csv"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -102,22 +101,34 @@ func runReport(ctx context.Context, env *Env, args []string) error {
 		pins: pins.Open(*pinsFile), env: env}
 	defer s.close()
 	failed := 0
-	for i, r := range reports {
-		err := s.send(ctx, r)
-		where := ""
-		if lines[i] > 0 {
-			where = fmt.Sprintf("line %d: ", lines[i])
-		}
-		if err != nil {
-			failed++
-			fmt.Fprintf(env.Stderr, "FAILED %s%s %d km/h: %s\n", where, r.Plate, r.Speed, userMessage(err))
-			if pins.IsChanged(err) || isFatalLogin(err) {
-				failed += len(reports) - i - 1
-				break
+	// Reports go in chunks: each chunk's messages are written without
+	// waiting for replies (the server commits them together) and the
+	// replies read in order; a single report is a plain request-reply.
+	for start := 0; start < len(reports); start += reportWindow {
+		chunk := reports[start:min(len(reports), start+reportWindow)]
+		errs := s.sendAll(ctx, chunk)
+		stop := false
+		for j, r := range chunk {
+			i, err := start+j, errs[j]
+			where := ""
+			if lines[i] > 0 {
+				where = fmt.Sprintf("line %d: ", lines[i])
 			}
-			continue
+			if err != nil {
+				failed++
+				fmt.Fprintf(env.Stderr, "FAILED %s%s %d km/h: %s\n", where, r.Plate, r.Speed, userMessage(err))
+				if pins.IsChanged(err) || isFatalLogin(err) {
+					failed += len(reports) - i - 1
+					stop = true
+					break
+				}
+				continue
+			}
+			fmt.Fprintf(env.Stdout, "ok %s%s %d km/h (report %s)\n", where, r.Plate, r.Speed, r.ReportID)
 		}
-		fmt.Fprintf(env.Stdout, "ok %s%s %d km/h (report %s)\n", where, r.Plate, r.Speed, r.ReportID)
+		if stop {
+			break
+		}
 	}
 	if failed > 0 {
 		return exitError{1, fmt.Sprintf("%d of %d reports were NOT acknowledged", failed, len(reports))}
@@ -158,20 +169,59 @@ func (s *sender) connect(ctx context.Context) error {
 	return nil
 }
 
-func (s *sender) send(ctx context.Context, r *tes.Report) error {
-	for attempt := 0; ; attempt++ {
+// reportWindow is how many reports tes report sends before waiting for
+// their replies.
+const reportWindow = 32
+
+// sendAll sends reports over the session, pipelined, and returns one error
+// per report (nil: acknowledged). A broken connection is re-established once
+// and the reports not yet acknowledged are resent with the same report_id,
+// so the server stores each once.
+func (s *sender) sendAll(ctx context.Context, reports []*tes.Report) []error {
+	errs := make([]error, len(reports))
+	todo := make([]int, len(reports)) // indexes not yet answered
+	for i := range todo {
+		todo[i] = i
+	}
+	for attempt := 0; len(todo) > 0; attempt++ {
 		if s.c == nil {
 			if err := s.connect(ctx); err != nil {
-				return err
+				for _, i := range todo {
+					errs[i] = err
+				}
+				return errs
 			}
 		}
-		err := s.c.Send(ctx, r)
-		var re *tes1.ReplyError
-		if err == nil || errors.As(err, &re) || attempt > 0 || ctx.Err() != nil {
-			return err
+		xs := make([]tes1.Exchange, 0, len(todo))
+		sent := todo[:0:0]
+		for _, i := range todo {
+			p, sig, err := s.c.SealReport(reports[i])
+			if err != nil {
+				errs[i] = err
+				continue
+			}
+			xs = append(xs, tes1.Exchange{Msg: tes1.AppendMessage(nil, tes1.TypeData, p, sig)})
+			sent = append(sent, i)
 		}
-		s.close() // broken connection: reconnect once and resend the same report_id
+		n, err := s.c.Pipeline(ctx, xs, len(xs))
+		for k := range n {
+			if x := xs[k]; x.Status != tes1.StatusOK {
+				errs[sent[k]] = &tes1.ReplyError{Text: x.Text}
+			}
+		}
+		todo = sent[n:]
+		if err == nil {
+			break
+		}
+		s.close() // broken connection: reconnect once and resend the rest
+		if attempt > 0 || ctx.Err() != nil {
+			for _, i := range todo {
+				errs[i] = err
+			}
+			break
+		}
 	}
+	return errs
 }
 
 func (s *sender) close() {
