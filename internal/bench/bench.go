@@ -7,6 +7,11 @@
 // session key and signs each report with RSA (about 1 ms), so every DATA
 // message is encrypted and signed before the clock starts; the timed loop
 // only writes prepared bytes and reads replies.
+//
+// Modes (legacy suite): reports (C connections x N reports), sessions
+// (connect + handshake + login, with the RSA-OAEP decrypt rate of this
+// machine measured first as the bound to compare with) and idle (hold C
+// authenticated idle connections; see idle.go).
 package bench
 
 import (
@@ -40,12 +45,23 @@ type Config struct {
 	Password    string
 	Suite       string // "legacy" (TES/1) or "tls"
 	DeviceDir   string // tls: the enrolled device to connect as (tes report --join enrols one)
-	Mode        string // "reports" or "sessions"
-	Conns       int    // concurrent connections (workers)
+	Mode        string // "reports", "sessions" or "idle" (legacy only)
+	Conns       int    // concurrent connections (workers); idle: connections to hold
 	PerConn     int    // reports per connection, or sessions per worker
+	Window      int    // reports: messages sent before waiting for replies; <= 1 is request-reply
 	Duration    time.Duration
-	MetricsURL  string    // the server's /metrics, for its CPU per operation; "" to skip
+	MetricsURL  string    // the server's /metrics, for its CPU per operation (idle: its RSS); "" to skip
 	Progress    io.Writer // a terminal for the progress bar; nil for none
+
+	// Calibrate (legacy sessions): before the clock starts, measure this
+	// machine's RSA-OAEP-2048 decrypt rate on every core, the bound a TES/1
+	// server's session rate cannot exceed, and report the run against it.
+	Calibrate bool
+
+	// Idle mode.
+	Probe           int // reports the probe client sends, one at a time, before and with the C held; default 200
+	PerSource       int // most connections per source address (the server's --max-conns-per-ip); default 2000
+	OpenConcurrency int // connections being opened at once; default 64
 }
 
 // Result is what a run measured.
@@ -53,6 +69,7 @@ type Result struct {
 	Suite      string           `json:"suite"`
 	Mode       string           `json:"mode"`
 	Conns      int              `json:"connections"`
+	Window     int              `json:"window,omitempty"`
 	Ops        int64            `json:"ops"`
 	Errors     map[string]int64 `json:"errors"`
 	Elapsed    time.Duration    `json:"elapsed_ns"`
@@ -65,6 +82,29 @@ type Result struct {
 	ServerCPU  time.Duration    `json:"server_cpu_ns"` // 0 when not read
 	PrepTime   time.Duration    `json:"prep_ns"`
 	BenchCores float64          `json:"bench_cores"` // bench CPU / elapsed
+
+	// Sessions mode with Config.Calibrate: the RSA-OAEP decrypt rate this
+	// machine reached on BoundCores cores before the run, and OpsPerSec as a
+	// fraction of it. Zero when not calibrated.
+	BoundPerSec   float64 `json:"bound_per_second,omitempty"`
+	BoundName     string  `json:"bound,omitempty"` // "RSA-OAEP-2048 decrypt, 2 cores"
+	BoundCores    int     `json:"bound_cores,omitempty"`
+	BoundFraction float64 `json:"bound_fraction,omitempty"` // OpsPerSec / BoundPerSec
+
+	// Idle mode: the held connections, the server's RSS and the probe's
+	// latencies. In this mode Ops counts the connections opened (handshake +
+	// login), Elapsed is the time to open them all and the percentiles above
+	// are those of opening one.
+	Idle *IdleResult `json:"idle,omitempty"`
+}
+
+// Ratio is a/b, or 0 when b is 0: the run's rate as a fraction of its
+// bound, a loaded latency over the idle one.
+func Ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
 }
 
 // ServerCPUPerOp is the server's CPU time per operation, 0 when unknown.
@@ -85,7 +125,7 @@ func (r *Result) BenchCPUPerOp() time.Duration {
 
 // Run executes one benchmark.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
-	if cfg.Conns <= 0 || cfg.PerConn <= 0 && cfg.Duration <= 0 {
+	if cfg.Conns <= 0 || cfg.Mode != "idle" && cfg.PerConn <= 0 && cfg.Duration <= 0 {
 		return nil, errors.New("bench: need connections > 0 and a count or a duration")
 	}
 	if cfg.Suite == "" {
@@ -111,8 +151,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return runReports(ctx, cfg, key)
 	case "sessions":
 		return runSessions(ctx, cfg, key)
+	case "idle":
+		return runIdle(ctx, cfg, key)
 	}
-	return nil, fmt.Errorf("bench: mode %q: use reports or sessions", cfg.Mode)
+	return nil, fmt.Errorf("bench: mode %q: use reports, sessions or idle", cfg.Mode)
 }
 
 // worker is one connection's state and its measurements.
@@ -122,6 +164,42 @@ type worker struct {
 	lat  []time.Duration
 	errs map[string]int64
 }
+
+// pipeline sends msgs with up to window unanswered, in chunks so that the
+// deadline and the progress bar are checked along the way, and records each
+// reply's latency and kind.
+func (w *worker) pipeline(ctx context.Context, msgs [][]byte, window int, deadline time.Time, done *atomic.Int64,
+	send func(context.Context, []tes1.Exchange, int) (int, error)) {
+	xs := make([]tes1.Exchange, 0, pipelineChunk)
+	for len(msgs) > 0 {
+		if ctx.Err() != nil || !deadline.IsZero() && time.Now().After(deadline) {
+			return
+		}
+		k := min(len(msgs), pipelineChunk)
+		xs = xs[:0]
+		for _, m := range msgs[:k] {
+			xs = append(xs, tes1.Exchange{Msg: m})
+		}
+		msgs = msgs[k:]
+		n, err := send(ctx, xs, window)
+		for _, x := range xs[:n] {
+			w.lat = append(w.lat, x.Latency)
+			if x.Status != tes1.StatusOK || x.Text != tes1.ReplyQueued {
+				w.fail(x.Status + " " + x.Text)
+				continue
+			}
+			done.Add(1)
+		}
+		if err != nil {
+			w.fail("transport: " + err.Error())
+			return
+		}
+	}
+}
+
+// pipelineChunk is how many messages a pipelining worker hands to
+// tes1.Pipeline at a time.
+const pipelineChunk = 512
 
 func (w *worker) fail(kind string) {
 	if w.errs == nil {
@@ -179,7 +257,7 @@ func runReports(ctx context.Context, cfg Config, key *rsa.PrivateKey) (*Result, 
 	wg.Wait()
 	prepTime := time.Since(prep)
 
-	res := &Result{Suite: cfg.Suite, Mode: cfg.Mode, Conns: cfg.Conns, PrepTime: prepTime}
+	res := &Result{Suite: cfg.Suite, Mode: cfg.Mode, Conns: cfg.Conns, Window: max(1, cfg.Window), PrepTime: prepTime}
 	serverCPU0, serverErr := scrapeCPU(cfg.MetricsURL)
 	cpu0, start := cpuTime(), time.Now()
 	deadline := time.Time{}
@@ -193,6 +271,10 @@ func runReports(ctx context.Context, cfg Config, key *rsa.PrivateKey) (*Result, 
 		go func() {
 			defer wg.Done()
 			w.lat = make([]time.Duration, 0, len(w.msgs))
+			if cfg.Window > 1 {
+				w.pipeline(ctx, w.msgs, cfg.Window, deadline, &done, w.c.Pipeline)
+				return
+			}
 			conn := w.c.Conn()
 			fr := tes1.NewFrameReader(conn, 0)
 			for _, m := range w.msgs {
@@ -246,6 +328,31 @@ func sealConcurrent(c *tes1.Client, r *tes.Report) (string, string, error) {
 
 func runSessions(ctx context.Context, cfg Config, key *rsa.PrivateKey) (*Result, error) {
 	res := &Result{Suite: cfg.Suite, Mode: cfg.Mode, Conns: cfg.Conns}
+	if cfg.Calibrate {
+		if cfg.Progress != nil {
+			fmt.Fprintf(cfg.Progress, "calibrating: RSA-OAEP decrypts on %d cores for %s...\n", runtime.GOMAXPROCS(0), calibrateFor)
+		}
+		cores := runtime.GOMAXPROCS(0)
+		rate, _, err := CalibrateOAEP(ctx, key, cores, calibrateFor, calibrateMax)
+		if err != nil {
+			return nil, fmt.Errorf("bench: calibrate: %w", err)
+		}
+		res.BoundPerSec, res.BoundCores = rate, cores
+		res.BoundName = fmt.Sprintf("RSA-OAEP-%d decrypt, %d cores", key.Size()*8, cores)
+	}
+	// One sign-in before the clock: the server checks a user's password with
+	// argon2id once and then (for --login-cache-ttl) trusts the same
+	// password again, so what is measured is a unit reconnecting, not the
+	// first sign-in of the day (which costs about 25 ms more, once).
+	if c, err := tes1.Dial(ctx, cfg.Addr, tes1.ClientConfig{Fingerprint: cfg.Fingerprint, ClientKey: key, Timeout: 60 * time.Second}); err != nil {
+		return nil, fmt.Errorf("bench: first connection: %w", err)
+	} else {
+		err = c.Login(ctx, cfg.User, cfg.Password)
+		c.Close()
+		if err != nil {
+			return nil, fmt.Errorf("bench: first sign-in: %w", err)
+		}
+	}
 	ws := make([]*worker, cfg.Conns)
 	serverCPU0, serverErr := scrapeCPU(cfg.MetricsURL)
 	cpu0, start := cpuTime(), time.Now()
@@ -289,12 +396,73 @@ func runSessions(ctx context.Context, cfg Config, key *rsa.PrivateKey) (*Result,
 	res.BenchCPU = cpuTime() - cpu0
 	stopProgress()
 	finish(res, ws, done.Load())
+	res.BoundFraction = Ratio(res.OpsPerSec, res.BoundPerSec)
 	if serverErr == nil {
 		if c1, err := scrapeCPU(cfg.MetricsURL); err == nil {
 			res.ServerCPU = c1 - serverCPU0
 		}
 	}
 	return res, nil
+}
+
+// The calibration runs for about calibrateFor, and at most calibrateMax
+// decrypts.
+const (
+	calibrateFor = time.Second
+	calibrateMax = 200_000
+)
+
+// CalibrateOAEP measures how many TES/1 session-key decrypts (RSA-OAEP-SHA1
+// with key, through legacy.DecryptKey as the server does for SESSION) this
+// machine does per second with workers goroutines in parallel. It stops
+// after limit or maxOps decrypts, whichever comes first, and returns the
+// rate and the number of decrypts it timed.
+func CalibrateOAEP(ctx context.Context, key *rsa.PrivateKey, workers int, limit time.Duration, maxOps int) (perSec float64, n int64, err error) {
+	workers, maxOps = max(workers, 1), max(maxOps, 1)
+	cts := make([][]byte, 2*workers)
+	desKey := make([]byte, legacy.DESKeySize)
+	for i := range cts {
+		rand.Read(desKey)
+		if cts[i], err = legacy.EncryptKey(rand.Reader, &key.PublicKey, desKey); err != nil {
+			return 0, 0, err
+		}
+	}
+	if _, err := legacy.DecryptKey(key, cts[0]); err != nil { // warm up
+		return 0, 0, err
+	}
+	var claimed, done atomic.Int64
+	var failed atomic.Pointer[error]
+	start := time.Now()
+	deadline := start.Add(limit)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; ctx.Err() == nil && time.Now().Before(deadline); i += workers {
+				if claimed.Add(1) > int64(maxOps) {
+					return
+				}
+				k, err := legacy.DecryptKey(key, cts[i%len(cts)])
+				if err != nil {
+					failed.CompareAndSwap(nil, &err)
+					return
+				}
+				clear(k)
+				done.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if p := failed.Load(); p != nil {
+		return 0, 0, *p
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, 0, err
+	}
+	n = done.Load()
+	return Ratio(float64(n), elapsed.Seconds()), n, nil
 }
 
 // finish merges the workers' measurements into res.
@@ -358,6 +526,13 @@ func cpuTime() time.Duration {
 
 // scrapeCPU reads process_cpu_seconds_total from a Prometheus endpoint.
 func scrapeCPU(url string) (time.Duration, error) {
+	f, err := scrapeMetric(url, "process_cpu_seconds_total")
+	return time.Duration(f * float64(time.Second)), err
+}
+
+// scrapeMetric reads the value of an unlabelled metric (a gauge or counter
+// such as process_resident_memory_bytes) from a Prometheus endpoint.
+func scrapeMetric(url, name string) (float64, error) {
 	if url == "" {
 		return 0, errors.New("no metrics URL")
 	}
@@ -373,15 +548,14 @@ func scrapeCPU(url string) (time.Duration, error) {
 	sc := bufio.NewScanner(io.LimitReader(resp.Body, 8<<20))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "process_cpu_seconds_total "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				return 0, err
-			}
-			return time.Duration(f * float64(time.Second)), nil
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
 		}
 	}
-	return 0, fmt.Errorf("%s has no process_cpu_seconds_total", url)
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, fmt.Errorf("%s has no %s", url, name)
 }
 
 // progress draws a bar on w every 200 ms until the returned func is called.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"math"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/tes-traffic/tes/internal/bench"
 	"github.com/tes-traffic/tes/internal/ca"
 	"github.com/tes-traffic/tes/internal/enroll"
+	"github.com/tes-traffic/tes/internal/legacy"
 	"github.com/tes-traffic/tes/internal/officer"
 	"github.com/tes-traffic/tes/internal/tlssuite"
 )
@@ -34,20 +36,34 @@ func TestPercentiles(t *testing.T) {
 
 // TestRunCountsWhatTheServerCounts: the figures the bench claims agree with
 // the server's own counters and store.
-func TestRunCountsWhatTheServerCounts(t *testing.T) {
+// startOfficer runs an in-process officer server with TES/1 and /metrics on
+// loopback and a police account "bench", and returns it with a bench
+// config for it. The server stops when the test ends.
+func startOfficer(t *testing.T, oc officer.Config) (*officer.Server, bench.Config) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	srv, err := officer.Open(ctx, officer.Config{Store: officer.StoreConfig{DataDir: t.TempDir()},
-		Listen: "127.0.0.1:0", HTTP: "127.0.0.1:0", Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	oc.Store = officer.StoreConfig{DataDir: t.TempDir()}
+	oc.Listen, oc.HTTP = "127.0.0.1:0", "127.0.0.1:0"
+	oc.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, err := officer.Open(ctx, oc)
 	if err != nil {
+		cancel()
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	srv.Auth.CreateUser(ctx, "t", "bench", tes.RolePolice, "bench-password", false)
-	cfg := bench.Config{Addr: srv.TES1Addr().String(), Fingerprint: srv.TES1.Fingerprint(), User: "bench", Password: "bench-password",
-		Conns: 4, PerConn: 50, MetricsURL: "http://" + srv.HTTPAddr().String() + "/metrics"}
+	t.Cleanup(func() { cancel(); <-done })
+	if _, err := srv.Auth.CreateUser(ctx, "t", "bench", tes.RolePolice, "bench-password", false); err != nil {
+		t.Fatal(err)
+	}
+	return srv, bench.Config{Addr: srv.TES1Addr().String(), Fingerprint: srv.TES1.Fingerprint(), User: "bench", Password: "bench-password",
+		MetricsURL: "http://" + srv.HTTPAddr().String() + "/metrics"}
+}
+
+func TestRunCountsWhatTheServerCounts(t *testing.T) {
+	ctx := context.Background()
+	srv, cfg := startOfficer(t, officer.Config{})
+	cfg.Conns, cfg.PerConn = 4, 50
 
 	res, err := bench.Run(ctx, cfg)
 	if err != nil {
@@ -89,6 +105,36 @@ func TestRunCountsWhatTheServerCounts(t *testing.T) {
 	}
 	if res.Ops != 0 || res.Errors["ERROR Invalid Credentials"] != 2 {
 		t.Fatalf("wrong password: ops %d errors %v", res.Ops, res.Errors)
+	}
+	if res.BoundPerSec != 0 || res.BoundFraction != 0 {
+		t.Fatalf("not calibrated, yet a bound: %+v", res)
+	}
+}
+
+// TestRatio: the run against its bound (and loaded over idle latency) is
+// a plain quotient, and 0 without a bound.
+func TestRatio(t *testing.T) {
+	if got := bench.Ratio(1850, 2410); math.Abs(got-0.76763485) > 1e-6 {
+		t.Fatalf("Ratio(1850, 2410) = %v", got)
+	}
+	if got := bench.Ratio(5, 0); got != 0 {
+		t.Fatalf("Ratio(5, 0) = %v, want 0", got)
+	}
+}
+
+// TestCalibrateOAEP: the calibration stops at its count bound and reports
+// a rate for the decrypts it did (no timing assertion).
+func TestCalibrateOAEP(t *testing.T) {
+	key, err := legacy.GenerateRSAKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rate, n, err := bench.CalibrateOAEP(context.Background(), key, 2, time.Minute, 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 6 || rate <= 0 {
+		t.Fatalf("calibration: %d decrypts at %v/s; want 6 and a rate", n, rate)
 	}
 }
 

@@ -27,6 +27,9 @@ func runTLS(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	opt := tlssuite.Options{Addr: cfg.Addr, Timeout: 60 * time.Second}
 	res := &Result{Suite: cfg.Suite, Mode: cfg.Mode, Conns: cfg.Conns}
+	if cfg.Mode == "reports" || cfg.Mode == "" {
+		res.Window = max(1, cfg.Window)
+	}
 	ws := make([]*tlsWorker, cfg.Conns)
 	n := cfg.PerConn
 	if n <= 0 {
@@ -53,6 +56,9 @@ func runTLS(ctx context.Context, cfg Config) (*Result, error) {
 				return nil, err
 			}
 			ws[i].msgs = append(ws[i].msgs, [2]string{p, s})
+			if cfg.Window > 1 {
+				ws[i].raw = append(ws[i].raw, tes1.AppendMessage(nil, tes1.TypeData, p, s))
+			}
 		}
 	}
 	defer func() {
@@ -80,6 +86,10 @@ func runTLS(ctx context.Context, cfg Config) (*Result, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if cfg.Mode == "reports" && cfg.Window > 1 {
+				w.pipeline(ctx, w.raw, cfg.Window, deadline, &done, w.c.Pipeline)
+				return
+			}
 			for j := 0; j < n; j++ {
 				if ctx.Err() != nil || !deadline.IsZero() && time.Now().After(deadline) {
 					return
@@ -130,4 +140,5 @@ type tlsWorker struct {
 	worker
 	c    *tlssuite.Client
 	msgs [][2]string
+	raw  [][]byte // the same messages whole, for a pipelining run
 }

@@ -31,7 +31,10 @@ type ClientConfig struct {
 	ClientKey *rsa.PrivateKey
 	// Timeout bounds each request and the connect; default 30 s.
 	Timeout time.Duration
-	Rand    io.Reader
+	// LocalAddr, if set, is the source address to connect from (the load
+	// generator spreads connections over several loopback addresses).
+	LocalAddr *net.TCPAddr
+	Rand      io.Reader
 }
 
 // Client is a TES/1 client connection: one session, strictly one request
@@ -81,6 +84,9 @@ func Dial(ctx context.Context, addr string, cfg ClientConfig) (*Client, error) {
 		}
 	}
 	d := net.Dialer{Timeout: cfg.Timeout}
+	if cfg.LocalAddr != nil {
+		d.LocalAddr = cfg.LocalAddr
+	}
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", addr, err)
@@ -99,6 +105,9 @@ func (c *Client) handshake(ctx context.Context) error {
 		return fmt.Errorf("read HANDSHAKE: %w", err)
 	}
 	pemText, ok := m.PayloadString()
+	if m.Type == StatusError && ok { // e.g. "Server Busy, Retry Later" over a connection limit
+		return &ReplyError{Text: pemText}
+	}
 	if m.Type != TypeHandshake || !ok {
 		return fmt.Errorf("expected HANDSHAKE, got %q", m.Type)
 	}

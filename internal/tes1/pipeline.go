@@ -94,8 +94,8 @@ type Exchange struct {
 // Pipeline sends the messages of xs on conn keeping at most window of them
 // unanswered, and reads their replies, in order, with fr (the connection's
 // frame reader, so that nothing it buffered is lost). Messages are written
-// in as few writes as the window allows. A window of 1 is the original
-// request-reply exchange. It stops at the first transport error, returning
+// in bursts: up to the window, then again once half of it is answered. A
+// window of 1 is the original request-reply exchange. It stops at the first transport error, returning
 // how many exchanges completed; deadline bounds every read and write.
 func Pipeline(conn net.Conn, fr *FrameReader, xs []Exchange, window int, deadline func() time.Time) (int, error) {
 	window = max(1, min(window, MaxPipeline))
@@ -103,7 +103,9 @@ func Pipeline(conn net.Conn, fr *FrameReader, xs []Exchange, window int, deadlin
 	sentAt := make([]time.Time, len(xs))
 	sent, done := 0, 0
 	for done < len(xs) {
-		if sent < len(xs) && sent-done < window {
+		// Refill in bursts, once half the window is answered: one write
+		// carries many messages, and the server sees them together.
+		if sent < len(xs) && (sent-done <= window/2 || sent == done) {
 			buf = buf[:0]
 			for sent < len(xs) && sent-done < window {
 				buf = append(buf, xs[sent].Msg...)
