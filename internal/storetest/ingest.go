@@ -3,6 +3,7 @@ package storetest
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -22,6 +23,7 @@ var ingestTests = []namedTest{
 	{"PublicKeyStoredOnce", testIngestPublicKeys},
 	{"AuditEventPerStoredReport", testIngestAudit},
 	{"ViolationNotFound", testViolationNotFound},
+	{"LargeMixedBatch", testIngestLargeMixed},
 }
 
 func testIngestStored(t *testing.T, s tes.Store) {
@@ -295,4 +297,83 @@ func testIngestAudit(t *testing.T, s tes.Store) {
 func testViolationNotFound(t *testing.T, s tes.Store) {
 	_, err := s.Violation(context.Background(), 424242)
 	wantCode(t, err, tes.ENOTFOUND, "Violation(424242)")
+}
+
+// testIngestLargeMixed commits batches larger than a store's statement
+// chunks, with replays, resends and session claims at many positions, and
+// checks every outcome against the rule: items are taken in order, a digest
+// seen before is a replay, a report_id seen before is a duplicate of the
+// first.
+func testIngestLargeMixed(t *testing.T, s tes.Store) {
+	seenDigest := map[string]bool{}
+	firstOfID := map[string]*tes.IngestItem{}
+	var all []*tes.IngestItem
+	stored := 0
+	for batch := range 3 {
+		var items []*tes.IngestItem
+		for i := range 150 + 37*batch {
+			var it *tes.IngestItem
+			switch {
+			case i%13 == 5: // a session claim
+				it = &tes.IngestItem{SessionDigest: newDigest(), ReceivedAt: base}
+			case i%7 == 3 && len(all)+len(items) > 0: // a replay of an earlier message, this batch or before
+				prev := append(all, items...)[(i*31)%(len(all)+len(items))]
+				r := newReport("RP-1", 70)
+				if prev.Report == nil {
+					it = &tes.IngestItem{SessionDigest: bytes.Clone(prev.SessionDigest), ReceivedAt: base}
+				} else {
+					it = &tes.IngestItem{MessageDigest: bytes.Clone(prev.MessageDigest), Report: r, ReceivedAt: base}
+				}
+			case i%11 == 2: // a resend of report_id 1000+i/22 (new digest)
+				r := newReport(fmt.Sprintf("RS-%d", i/22), 80)
+				r.ReportID = reportID(1000 + i/22)
+				it = reportItem(r, base)
+			default:
+				r := newReport(fmt.Sprintf("MX-%d-%d", batch, i), 60+i%100)
+				if i%2 == 0 {
+					r.ReportID = reportID(10000 + batch*1000 + i)
+				}
+				it = reportItem(r, base)
+			}
+			items = append(items, it)
+		}
+		mustIngest(t, s, items...)
+		for i, it := range items {
+			d := string(it.MessageDigest)
+			if it.Report == nil {
+				d = string(it.SessionDigest)
+			}
+			want := tes.OutcomeStored
+			switch {
+			case seenDigest[d]:
+				want = tes.OutcomeReplay
+			case it.Report != nil && it.Report.ReportID != "" && firstOfID[it.Report.ReportID] != nil:
+				want = tes.OutcomeDuplicate
+			}
+			seenDigest[d] = true
+			if it.Outcome != want {
+				t.Fatalf("batch %d item %d: outcome %v, want %v", batch, i, it.Outcome, want)
+			}
+			switch {
+			case want == tes.OutcomeDuplicate:
+				if first := firstOfID[it.Report.ReportID]; it.ViolationID != first.ViolationID {
+					t.Fatalf("batch %d item %d: duplicate of %d, want of %d", batch, i, it.ViolationID, first.ViolationID)
+				}
+			case want == tes.OutcomeStored && it.Report != nil:
+				stored++
+				if it.Report.ReportID != "" {
+					firstOfID[it.Report.ReportID] = it
+				}
+				if v := mustViolation(t, s, it.ViolationID); v.Plate != it.Report.Plate || v.Speed != it.Report.Speed {
+					t.Fatalf("batch %d item %d: violation %d reads back as %s %d, want %s %d", batch, i, it.ViolationID,
+						v.Plate, v.Speed, it.Report.Plate, it.Report.Speed)
+				}
+			}
+		}
+		all = append(all, items...)
+	}
+	wantCounts(t, s, stored, 0, 0)
+	if events := verifyChain(t, s); len(events) != stored {
+		t.Fatalf("%d audit events for %d stored reports", len(events), stored)
+	}
 }
