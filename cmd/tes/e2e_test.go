@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -94,6 +95,16 @@ func TestEndToEnd(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "ok line 1: TR06 105 km/h") {
 		t.Fatalf("report --csv -: exit %d\n%s\n%s", code, out, errOut)
 	}
+	// A camera backlog sent pipelined: 16 unanswered at a time, each
+	// acknowledged after its commit, stored once.
+	var backlog strings.Builder
+	for i := range 100 {
+		fmt.Fprintf(&backlog, "PX%03d,%d\n", i, 60+i)
+	}
+	out, errOut, code = e2e.Run(t, backlog.String(), env, "report", "--server", o.TES1Addr, "--user", "police1", "--csv", "-", "--window", "16")
+	if code != 0 || !strings.Contains(out, "all 100 reports acknowledged") || strings.Count(out, "\nok ") != 99 {
+		t.Fatalf("report --csv --window 16: exit %d\n%s\n%s", code, out, errOut)
+	}
 	// A bad row stops the run before anything is sent, naming the line.
 	os.WriteFile(csvFile, []byte("plate,speed\nGOOD1,80\nBAD!,80\n"), 0o600)
 	_, errOut, code = e2e.Run(t, "", env, "report", "--server", o.TES1Addr, "--user", "police1", "--csv", csvFile)
@@ -108,8 +119,8 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	vs := mustViolations(t, data)
-	if len(vs) != 5 {
-		t.Fatalf("stored %d violations, want 5: %+v", len(vs), vs)
+	if len(vs) != 105 {
+		t.Fatalf("stored %d violations, want 105", len(vs))
 	}
 	byPlate := map[string]violationOut{}
 	for _, v := range vs {
@@ -167,7 +178,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{`tes_reports_accepted_total{suite="tes1"} 5`, `tes_logins_total{result="failed",suite="tes1"} 1`,
+	for _, want := range []string{`tes_reports_accepted_total{suite="tes1"} 105`, `tes_logins_total{result="failed",suite="tes1"} 1`,
 		`tes_commit_batch_size_count`, `tes_ingest_seconds_bucket{suite="tes1"`, `tes_handshake_seconds_count{suite="tes1"}`,
 		`process_cpu_seconds_total`, `process_resident_memory_bytes`, `tes_connections_open{suite="tes1"} 0`} {
 		if !strings.Contains(string(body), want) {
@@ -207,8 +218,8 @@ func TestEndToEnd(t *testing.T) {
 	if code != 0 || strings.Contains(errOut, "CHANGED") {
 		t.Fatalf("report after restart: exit %d\n%s\n%s", code, out, errOut)
 	}
-	if n := len(mustViolations(t, data)); n != 6 {
-		t.Fatalf("after restart: %d violations, want 6", n)
+	if n := len(mustViolations(t, data)); n != 106 {
+		t.Fatalf("after restart: %d violations, want 106", n)
 	}
 	if a := mustViolations(t, data, "--status", "approved"); len(a) != 1 || a[0].PointsApplied != 50 {
 		t.Fatalf("approved after restart: %+v", a)

@@ -45,6 +45,7 @@ func runReport(ctx context.Context, env *Env, args []string) error {
 	observed := fs.String("observed-at", "", "when it was observed, RFC 3339 (optional; default now)")
 	csvFile := fs.String("csv", "", "send every row of this CSV file (- for stdin) over one session; columns plate,speed[,speed_limit,location,observed_at,report_id]")
 	timeout := fs.Duration("timeout", 30*time.Second, "time limit for each request")
+	window := fs.Int("window", 1, "TES/1 --csv: reports sent before waiting for their replies (up to 64); a TES officer commits them together, the original Python server needs 1")
 	outboxDir := fs.String("outbox", env.Getenv("TES_OUTBOX"), "store-and-forward: commit the reports to the outbox in this directory first, then send everything queued there; what cannot be sent stays queued for a later run (exit 75) (env TES_OUTBOX)")
 	tf := addTLSFlags(fs, env) // --join, --tls, --tls-server, --device, --allow-legacy (device.go)
 	if err := fs.Parse(args); err != nil {
@@ -98,14 +99,15 @@ func runReport(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	s := &sender{server: *server, user: *user, password: password, timeout: *timeout,
-		pins: pins.Open(*pinsFile), env: env}
+		pins: pins.Open(*pinsFile), env: env, window: max(1, min(*window, tes1.MaxPipeline))}
 	defer s.close()
 	failed := 0
-	// Reports go in chunks: each chunk's messages are written without
-	// waiting for replies (the server commits them together) and the
-	// replies read in order; a single report is a plain request-reply.
-	for start := 0; start < len(reports); start += reportWindow {
-		chunk := reports[start:min(len(reports), start+reportWindow)]
+	// Reports go in chunks, each sent with up to --window unanswered (the
+	// server commits them together) and its replies read in order; with the
+	// default window of 1 every report is a plain request-reply, which the
+	// original server needs.
+	for start := 0; start < len(reports); start += reportChunk {
+		chunk := reports[start:min(len(reports), start+reportChunk)]
 		errs := s.sendAll(ctx, chunk)
 		stop := false
 		for j, r := range chunk {
@@ -150,6 +152,7 @@ type sender struct {
 	timeout                time.Duration
 	pins                   *pins.File
 	env                    *Env
+	window                 int // reports sent before waiting for replies
 	c                      *tes1.Client
 }
 
@@ -169,9 +172,8 @@ func (s *sender) connect(ctx context.Context) error {
 	return nil
 }
 
-// reportWindow is how many reports tes report sends before waiting for
-// their replies.
-const reportWindow = 32
+// reportChunk is how many reports tes report seals before sending them.
+const reportChunk = 64
 
 // sendAll sends reports over the session, pipelined, and returns one error
 // per report (nil: acknowledged). A broken connection is re-established once
@@ -203,7 +205,7 @@ func (s *sender) sendAll(ctx context.Context, reports []*tes.Report) []error {
 			xs = append(xs, tes1.Exchange{Msg: tes1.AppendMessage(nil, tes1.TypeData, p, sig)})
 			sent = append(sent, i)
 		}
-		n, err := s.c.Pipeline(ctx, xs, len(xs))
+		n, err := s.c.Pipeline(ctx, xs, s.window)
 		for k := range n {
 			if x := xs[k]; x.Status != tes1.StatusOK {
 				errs[sent[k]] = &tes1.ReplyError{Text: x.Text}
