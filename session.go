@@ -36,9 +36,12 @@ type SessionStore interface {
 	// DeleteUserWebSessions signs a user out everywhere (password reset, disable).
 	DeleteUserWebSessions(ctx context.Context, user string) error
 
-	CreateAPIToken(ctx context.Context, t *APIToken) error
+	// CreateAPIToken stores t and appends events in one transaction.
+	CreateAPIToken(ctx context.Context, t *APIToken, events ...*Event) error
 	// APIToken returns the token or ENOTFOUND.
 	APIToken(ctx context.Context, idHash []byte) (*APIToken, error)
 	APITokens(ctx context.Context) ([]*APIToken, error)
-	DeleteAPIToken(ctx context.Context, idHash []byte) error
+	// DeleteAPIToken deletes the token and appends events in one
+	// transaction; ENOTFOUND if there is no such token.
+	DeleteAPIToken(ctx context.Context, idHash []byte, events ...*Event) error
 }

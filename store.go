@@ -113,16 +113,24 @@ type ViolationStore interface {
 }
 
 // UserStore keeps accounts.
+//
+// The methods that change an account take the audit events that record
+// the change and append them to the chain in the same transaction, so
+// that an account change and its record are never one without the other.
 type UserStore interface {
-	// CreateUser adds u; ECONFLICT if the name is taken.
-	CreateUser(ctx context.Context, u *User) error
+	// CreateUser adds u and appends events; ECONFLICT if the name is taken.
+	CreateUser(ctx context.Context, u *User, events ...*Event) error
 	// User returns one user or ENOTFOUND.
 	User(ctx context.Context, name string) (*User, error)
 	// Users lists every user by name.
 	Users(ctx context.Context) ([]*User, error)
 	// UpdateUser reads the user, calls fn and writes the result in one
-	// transaction; ENOTFOUND if there is no such user.
-	UpdateUser(ctx context.Context, name string, fn func(*User) error) error
+	// transaction; ENOTFOUND if there is no such user. In the same
+	// transaction it appends those of events that have an Action once fn
+	// has run (so fn may fill in an event only when the change calls for
+	// it), and, when the password hash changed or the account was
+	// disabled, deletes the user's web sessions.
+	UpdateUser(ctx context.Context, name string, fn func(*User) error, events ...*Event) error
 	// CountUsers returns the number of accounts.
 	CountUsers(ctx context.Context) (int, error)
 }

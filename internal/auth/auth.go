@@ -95,20 +95,20 @@ func (s *Service) Authenticate(ctx context.Context, name, pw string) (*tes.User,
 		}
 	}
 	if !ok || u.Disabled {
-		var locked time.Time
+		// The lock, when this failure sets one, is recorded in the same
+		// transaction as the counter.
+		lock := s.event(name, "", "user:"+name, "")
 		if err := s.Store.UpdateUser(ctx, name, func(u *tes.User) error {
 			u.FailedLogins++
 			if n := u.FailedLogins - FreeFailures; n >= 0 {
 				d := BaseLock << min(n, 10)
 				u.LockedUntil = now.Add(min(d, MaxLock))
-				locked = u.LockedUntil
+				lock.Action = "user.locked"
+				lock.Detail = fmt.Sprintf("until=%s", u.LockedUntil.UTC().Format(time.RFC3339))
 			}
 			return nil
-		}); err != nil {
+		}, lock); err != nil {
 			return nil, err
-		}
-		if !locked.IsZero() {
-			s.audit(ctx, name, "user.locked", "user:"+name, fmt.Sprintf("until=%s", locked.UTC().Format(time.RFC3339)))
 		}
 		return nil, ErrInvalidCredentials
 	}
@@ -148,10 +148,9 @@ func (s *Service) CreateUser(ctx context.Context, actor, name string, role tes.R
 	}
 	now := s.now()
 	u := &tes.User{Name: name, Role: role, PasswordHash: h, MustChangePass: mustChange, CreatedAt: now, UpdatedAt: now}
-	if err := s.Store.CreateUser(ctx, u); err != nil {
+	if err := s.Store.CreateUser(ctx, u, s.event(actor, "user.added", "user:"+name, "role="+string(role))); err != nil {
 		return nil, err
 	}
-	s.audit(ctx, actor, "user.added", "user:"+name, "role="+string(role))
 	return u, nil
 }
 
@@ -172,37 +171,29 @@ func (s *Service) SetPassword(ctx context.Context, actor, name, pw string, mustC
 		u.LockedUntil = time.Time{}
 		u.UpdatedAt = s.now()
 		return nil
-	}); err != nil {
+	}, s.event(actor, "user.password_changed", "user:"+name, fmt.Sprintf("must_change=%t", mustChange))); err != nil {
 		return err
 	}
+	// The store signed the user out everywhere in the same transaction.
 	s.verified.forget(name)
-	if err := s.Store.DeleteUserWebSessions(ctx, name); err != nil {
-		return err
-	}
-	s.audit(ctx, actor, "user.password_changed", "user:"+name, fmt.Sprintf("must_change=%t", mustChange))
 	return nil
 }
 
 // SetDisabled disables or re-enables an account; disabling signs it out.
 func (s *Service) SetDisabled(ctx context.Context, actor, name string, disabled bool) error {
-	if err := s.Store.UpdateUser(ctx, name, func(u *tes.User) error {
-		u.Disabled = disabled
-		u.UpdatedAt = s.now()
-		return nil
-	}); err != nil {
-		return err
-	}
-	s.verified.forget(name)
-	if disabled {
-		if err := s.Store.DeleteUserWebSessions(ctx, name); err != nil {
-			return err
-		}
-	}
 	action := "user.enabled"
 	if disabled {
 		action = "user.disabled"
 	}
-	s.audit(ctx, actor, action, "user:"+name, "")
+	if err := s.Store.UpdateUser(ctx, name, func(u *tes.User) error {
+		u.Disabled = disabled
+		u.UpdatedAt = s.now()
+		return nil
+	}, s.event(actor, action, "user:"+name, "")); err != nil {
+		return err
+	}
+	// Disabling signed the user out everywhere in the same transaction.
+	s.verified.forget(name)
 	return nil
 }
 
@@ -211,15 +202,11 @@ func (s *Service) SetRole(ctx context.Context, actor, name string, role tes.Role
 	if _, err := tes.ParseRole(string(role)); err != nil {
 		return err
 	}
-	if err := s.Store.UpdateUser(ctx, name, func(u *tes.User) error {
+	return s.Store.UpdateUser(ctx, name, func(u *tes.User) error {
 		u.Role = role
 		u.UpdatedAt = s.now()
 		return nil
-	}); err != nil {
-		return err
-	}
-	s.audit(ctx, actor, "user.role_changed", "user:"+name, "role="+string(role))
-	return nil
+	}, s.event(actor, "user.role_changed", "user:"+name, "role="+string(role)))
 }
 
 // EnsureAdmin creates the "admin" account with a random password when the
@@ -240,11 +227,19 @@ func (s *Service) EnsureAdmin(ctx context.Context) (string, error) {
 	return pw, nil
 }
 
-func (s *Service) audit(ctx context.Context, actor, action, subject, detail string) {
+// event is the audit record of an account change by actor ("" for the
+// command line), appended by the store in the change's own transaction.
+func (s *Service) event(actor, action, subject, detail string) *tes.Event {
 	if actor == "" {
 		actor = "cli"
 	}
-	if err := s.Store.AppendEvents(ctx, &tes.Event{At: s.now(), Actor: actor, Action: action, Subject: subject, Detail: detail}); err != nil {
+	return &tes.Event{At: s.now(), Actor: actor, Action: action, Subject: subject, Detail: detail}
+}
+
+// audit appends an event that records no change of its own (a refused
+// request, an export); a failure is logged, not returned.
+func (s *Service) audit(ctx context.Context, actor, action, subject, detail string) {
+	if err := s.Store.AppendEvents(ctx, s.event(actor, action, subject, detail)); err != nil {
 		s.Log.Error("audit append failed", "action", action, "err", err)
 	}
 }

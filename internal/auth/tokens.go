@@ -50,10 +50,10 @@ func (s *Service) CreateAPIToken(ctx context.Context, actor, name, user string) 
 	rand.Read(b[:])
 	raw := TokenPrefix + base64.RawURLEncoding.EncodeToString(b[:])
 	t := &tes.APIToken{IDHash: HashToken(raw), Name: name, User: u.Name, CreatedAt: s.now()}
-	if err := s.Store.CreateAPIToken(ctx, t); err != nil {
+	ev := s.event(actor, "token.created", "user:"+u.Name, "token="+hex.EncodeToString(t.IDHash[:6])+" name="+name)
+	if err := s.Store.CreateAPIToken(ctx, t, ev); err != nil {
 		return "", nil, err
 	}
-	s.audit(ctx, actor, "token.created", "user:"+u.Name, "token="+hex.EncodeToString(t.IDHash[:6])+" name="+name)
 	return raw, t, nil
 }
 
@@ -61,11 +61,7 @@ func (s *Service) CreateAPIToken(ctx context.Context, actor, name, user string) 
 // audited. Errors: ENOTFOUND if there is no such token (when the store
 // reports it).
 func (s *Service) RevokeAPIToken(ctx context.Context, actor string, idHash []byte) error {
-	if err := s.Store.DeleteAPIToken(ctx, idHash); err != nil {
-		return err
-	}
-	s.audit(ctx, actor, "token.revoked", "token:"+hex.EncodeToString(idHash[:min(len(idHash), 6)]), "")
-	return nil
+	return s.Store.DeleteAPIToken(ctx, idHash, s.event(actor, "token.revoked", "token:"+hex.EncodeToString(idHash[:min(len(idHash), 6)]), ""))
 }
 
 // AuthenticateToken returns the account a raw bearer token acts as. Every

@@ -97,9 +97,10 @@ func (db *DB) DeleteUserWebSessions(ctx context.Context, user string) error {
 	return nil
 }
 
-// CreateAPIToken stores t; CreatedAt defaults to now. Errors as for
-// CreateWebSession, plus EINVALID for an empty name.
-func (db *DB) CreateAPIToken(ctx context.Context, t *tes.APIToken) error {
+// CreateAPIToken stores t and appends events in one transaction;
+// CreatedAt defaults to now. Errors as for CreateWebSession, plus EINVALID
+// for an empty name.
+func (db *DB) CreateAPIToken(ctx context.Context, t *tes.APIToken, events ...*tes.Event) error {
 	if err := checkIDHash(t.IDHash); err != nil {
 		return err
 	}
@@ -111,16 +112,22 @@ func (db *DB) CreateAPIToken(ctx context.Context, t *tes.APIToken) error {
 		created = db.now()
 	}
 	created = ts(created)
-	tag, err := db.pool.Exec(ctx, `INSERT INTO api_tokens (id_hash, name, user_name, created_at, last_used)
-		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id_hash) DO NOTHING`,
-		t.IDHash, t.Name, t.User, created, nullTS(t.LastUsed))
-	if pgCode(err) == codeForeignKey {
-		return tes.Errorf(tes.ENOTFOUND, "User %q not found.", t.User)
-	} else if err != nil {
-		return wrap("create token", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return tes.Errorf(tes.ECONFLICT, "The token is already in use.")
+	err := db.writeTx(ctx, "create token", func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO api_tokens (id_hash, name, user_name, created_at, last_used)
+			VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id_hash) DO NOTHING`,
+			t.IDHash, t.Name, t.User, created, nullTS(t.LastUsed))
+		if pgCode(err) == codeForeignKey {
+			return tes.Errorf(tes.ENOTFOUND, "User %q not found.", t.User)
+		} else if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return tes.Errorf(tes.ECONFLICT, "The token is already in use.")
+		}
+		return appendChangeEvents(ctx, tx, db.stageEvents(events))
+	})
+	if err != nil {
+		return err
 	}
 	t.CreatedAt = created
 	return nil
@@ -172,13 +179,15 @@ func (db *DB) APITokens(ctx context.Context) ([]*tes.APIToken, error) {
 
 // DeleteAPIToken revokes a token; ENOTFOUND if there is no such token, so
 // an admin revoking from a stale list learns it was already gone.
-func (db *DB) DeleteAPIToken(ctx context.Context, idHash []byte) error {
-	tag, err := db.pool.Exec(ctx, `DELETE FROM api_tokens WHERE id_hash = $1`, idHash)
-	if err != nil {
-		return wrap("delete token", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return tes.Errorf(tes.ENOTFOUND, "API token not found.")
-	}
-	return nil
+func (db *DB) DeleteAPIToken(ctx context.Context, idHash []byte, events ...*tes.Event) error {
+	return db.writeTx(ctx, "delete token", func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM api_tokens WHERE id_hash = $1`, idHash)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return tes.Errorf(tes.ENOTFOUND, "API token not found.")
+		}
+		return appendChangeEvents(ctx, tx, db.stageEvents(events))
+	})
 }

@@ -40,10 +40,11 @@ func validateUser(u *tes.User) error {
 	return nil
 }
 
-// CreateUser adds u. It sets CreatedAt and UpdatedAt to now when they are
-// zero. Errors: EINVALID for a bad name or role, ECONFLICT if the name is
-// taken (on any node). Names are case-sensitive.
-func (db *DB) CreateUser(ctx context.Context, u *tes.User) error {
+// CreateUser adds u and appends events, in one transaction. It sets
+// CreatedAt and UpdatedAt to now when they are zero. Errors: EINVALID for a
+// bad name or role, ECONFLICT if the name is taken (on any node). Names are
+// case-sensitive.
+func (db *DB) CreateUser(ctx context.Context, u *tes.User, events ...*tes.Event) error {
 	if err := validateUser(u); err != nil {
 		return err
 	}
@@ -56,15 +57,21 @@ func (db *DB) CreateUser(ctx context.Context, u *tes.User) error {
 		updated = created
 	}
 	created, updated = ts(created), ts(updated)
-	tag, err := db.pool.Exec(ctx, `INSERT INTO users (`+userColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-		ON CONFLICT (name) DO NOTHING`,
-		u.Name, string(u.Role), u.PasswordHash, u.Disabled, u.MustChangePass, u.FailedLogins,
-		nullTS(u.LockedUntil), created, updated)
+	err := db.writeTx(ctx, "create user", func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO users (`+userColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+			ON CONFLICT (name) DO NOTHING`,
+			u.Name, string(u.Role), u.PasswordHash, u.Disabled, u.MustChangePass, u.FailedLogins,
+			nullTS(u.LockedUntil), created, updated)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return tes.Errorf(tes.ECONFLICT, "User %q already exists.", u.Name)
+		}
+		return appendChangeEvents(ctx, tx, db.stageEvents(events))
+	})
 	if err != nil {
-		return wrap("create user", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return tes.Errorf(tes.ECONFLICT, "User %q already exists.", u.Name)
+		return err
 	}
 	u.CreatedAt, u.UpdatedAt = created, updated
 	return nil
@@ -107,8 +114,11 @@ func (db *DB) Users(ctx context.Context) ([]*tes.User, error) {
 // updates on any node (two failed sign-ins at once) do not lose each
 // other's changes. An error from fn aborts the update and is returned as
 // is. fn may not rename the user (EINVALID). If fn leaves UpdatedAt
-// unchanged, it is set to now. ENOTFOUND if there is no such user.
-func (db *DB) UpdateUser(ctx context.Context, name string, fn func(*tes.User) error) error {
+// unchanged, it is set to now. ENOTFOUND if there is no such user. In the
+// same transaction, the events that have an Action after fn are appended
+// to the audit chain, and a changed password or a disabled account deletes
+// the user's web sessions (signed out everywhere).
+func (db *DB) UpdateUser(ctx context.Context, name string, fn func(*tes.User) error, events ...*tes.Event) error {
 	return db.writeTx(ctx, "update user", func(tx pgx.Tx) error {
 		u, err := scanUser(tx.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE name = $1 FOR UPDATE`, name))
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -116,7 +126,7 @@ func (db *DB) UpdateUser(ctx context.Context, name string, fn func(*tes.User) er
 		} else if err != nil {
 			return err
 		}
-		before := u.UpdatedAt
+		before := *u
 		if err := fn(u); err != nil {
 			return userError{err}
 		}
@@ -126,14 +136,22 @@ func (db *DB) UpdateUser(ctx context.Context, name string, fn func(*tes.User) er
 		if err := validateUser(u); err != nil {
 			return err
 		}
-		if u.UpdatedAt.Equal(before) {
+		if u.UpdatedAt.Equal(before.UpdatedAt) {
 			u.UpdatedAt = db.now()
 		}
 		_, err = tx.Exec(ctx, `UPDATE users SET role = $1, password_hash = $2, disabled = $3, must_change_pass = $4,
 			failed_logins = $5, locked_until = $6, created_at = $7, updated_at = $8 WHERE name = $9`,
 			string(u.Role), u.PasswordHash, u.Disabled, u.MustChangePass, u.FailedLogins,
 			nullTS(u.LockedUntil), ts(u.CreatedAt), ts(u.UpdatedAt), name)
-		return err
+		if err != nil {
+			return err
+		}
+		if u.PasswordHash != before.PasswordHash || u.Disabled && !before.Disabled {
+			if _, err := tx.Exec(ctx, `DELETE FROM web_sessions WHERE user_name = $1`, name); err != nil {
+				return err
+			}
+		}
+		return appendChangeEvents(ctx, tx, db.stageEvents(events))
 	})
 }
 

@@ -98,9 +98,10 @@ func (db *DB) DeleteUserWebSessions(ctx context.Context, user string) error {
 	return nil
 }
 
-// CreateAPIToken stores t; CreatedAt defaults to now. Errors as for
-// CreateWebSession, plus EINVALID for an empty name.
-func (db *DB) CreateAPIToken(ctx context.Context, t *tes.APIToken) error {
+// CreateAPIToken stores t and appends events in one write transaction;
+// CreatedAt defaults to now. Errors as for CreateWebSession, plus EINVALID
+// for an empty name.
+func (db *DB) CreateAPIToken(ctx context.Context, t *tes.APIToken, events ...*tes.Event) error {
 	if err := checkIDHash(t.IDHash); err != nil {
 		return err
 	}
@@ -111,18 +112,24 @@ func (db *DB) CreateAPIToken(ctx context.Context, t *tes.APIToken) error {
 	if created.IsZero() {
 		created = tes.AuditTime(db.now())
 	}
-	res, err := db.w.ExecContext(ctx, `INSERT INTO api_tokens (id_hash, name, user, created_at, last_used)
-		VALUES (?, ?, ?, ?, ?) ON CONFLICT (id_hash) DO NOTHING`,
-		t.IDHash, t.Name, t.User, micros(created), nullMicros(t.LastUsed))
-	if isConstraint(err, sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY) {
-		return tes.Errorf(tes.ENOTFOUND, "User %q not found.", t.User)
-	} else if err != nil {
-		return wrap("create token", err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return wrap("create token", err)
-	} else if n == 0 {
-		return tes.Errorf(tes.ECONFLICT, "The token is already in use.")
+	err := db.writeTx(ctx, "create token", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO api_tokens (id_hash, name, user, created_at, last_used)
+			VALUES (?, ?, ?, ?, ?) ON CONFLICT (id_hash) DO NOTHING`,
+			t.IDHash, t.Name, t.User, micros(created), nullMicros(t.LastUsed))
+		if isConstraint(err, sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY) {
+			return tes.Errorf(tes.ENOTFOUND, "User %q not found.", t.User)
+		} else if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return tes.Errorf(tes.ECONFLICT, "The token is already in use.")
+		}
+		return db.appendEventsTx(ctx, tx, db.stageEvents(events)...)
+	})
+	if err != nil {
+		return err
 	}
 	t.CreatedAt = created
 	return nil
@@ -175,15 +182,17 @@ func (db *DB) APITokens(ctx context.Context) ([]*tes.APIToken, error) {
 
 // DeleteAPIToken revokes a token; ENOTFOUND if there is no such token, so
 // an admin revoking from a stale list learns it was already gone.
-func (db *DB) DeleteAPIToken(ctx context.Context, idHash []byte) error {
-	res, err := db.w.ExecContext(ctx, `DELETE FROM api_tokens WHERE id_hash = ?`, idHash)
-	if err != nil {
-		return wrap("delete token", err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return wrap("delete token", err)
-	} else if n == 0 {
-		return tes.Errorf(tes.ENOTFOUND, "API token not found.")
-	}
-	return nil
+func (db *DB) DeleteAPIToken(ctx context.Context, idHash []byte, events ...*tes.Event) error {
+	return db.writeTx(ctx, "delete token", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM api_tokens WHERE id_hash = ?`, idHash)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return tes.Errorf(tes.ENOTFOUND, "API token not found.")
+		}
+		return db.appendEventsTx(ctx, tx, db.stageEvents(events)...)
+	})
 }

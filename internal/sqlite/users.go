@@ -43,10 +43,11 @@ func validateUser(u *tes.User) error {
 	return nil
 }
 
-// CreateUser adds u. It sets CreatedAt and UpdatedAt to now when they are
-// zero. Errors: EINVALID for a bad name or role, ECONFLICT if the name is
-// taken. Names are case-sensitive.
-func (db *DB) CreateUser(ctx context.Context, u *tes.User) error {
+// CreateUser adds u and appends events, in one write transaction. It sets
+// CreatedAt and UpdatedAt to now when they are zero. Errors: EINVALID for a
+// bad name or role, ECONFLICT if the name is taken. Names are
+// case-sensitive.
+func (db *DB) CreateUser(ctx context.Context, u *tes.User, events ...*tes.Event) error {
 	if err := validateUser(u); err != nil {
 		return err
 	}
@@ -58,17 +59,23 @@ func (db *DB) CreateUser(ctx context.Context, u *tes.User) error {
 	if updated.IsZero() {
 		updated = created
 	}
-	res, err := db.w.ExecContext(ctx, `INSERT INTO users (`+userColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (name) DO NOTHING`,
-		u.Name, string(u.Role), u.PasswordHash, boolInt(u.Disabled), boolInt(u.MustChangePass), u.FailedLogins,
-		nullMicros(u.LockedUntil), micros(created), micros(updated))
+	err := db.writeTx(ctx, "create user", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO users (`+userColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (name) DO NOTHING`,
+			u.Name, string(u.Role), u.PasswordHash, boolInt(u.Disabled), boolInt(u.MustChangePass), u.FailedLogins,
+			nullMicros(u.LockedUntil), micros(created), micros(updated))
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return tes.Errorf(tes.ECONFLICT, "User %q already exists.", u.Name)
+		}
+		return db.appendEventsTx(ctx, tx, db.stageEvents(events)...)
+	})
 	if err != nil {
-		return wrap("create user", err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return wrap("create user", err)
-	} else if n == 0 {
-		return tes.Errorf(tes.ECONFLICT, "User %q already exists.", u.Name)
+		return err
 	}
 	u.CreatedAt, u.UpdatedAt = created, updated
 	return nil
@@ -111,7 +118,10 @@ func (db *DB) Users(ctx context.Context) ([]*tes.User, error) {
 // do not lose each other's changes. An error from fn aborts the update and
 // is returned as is. fn may not rename the user (EINVALID). If fn leaves
 // UpdatedAt unchanged, it is set to now. ENOTFOUND if there is no such user.
-func (db *DB) UpdateUser(ctx context.Context, name string, fn func(*tes.User) error) error {
+// In the same transaction, the events that have an Action after fn are
+// appended to the audit chain, and a changed password or a disabled account
+// deletes the user's web sessions (signed out everywhere).
+func (db *DB) UpdateUser(ctx context.Context, name string, fn func(*tes.User) error, events ...*tes.Event) error {
 	return db.writeTx(ctx, "update user", func(tx *sql.Tx) error {
 		u, err := scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE name = ?`, name))
 		if errors.Is(err, sql.ErrNoRows) {
@@ -119,7 +129,7 @@ func (db *DB) UpdateUser(ctx context.Context, name string, fn func(*tes.User) er
 		} else if err != nil {
 			return err
 		}
-		before := u.UpdatedAt
+		before := *u
 		if err := fn(u); err != nil {
 			return userError{err}
 		}
@@ -129,14 +139,22 @@ func (db *DB) UpdateUser(ctx context.Context, name string, fn func(*tes.User) er
 		if err := validateUser(u); err != nil {
 			return err
 		}
-		if u.UpdatedAt.Equal(before) {
+		if u.UpdatedAt.Equal(before.UpdatedAt) {
 			u.UpdatedAt = db.now()
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE users SET role = ?, password_hash = ?, disabled = ?, must_change_pass = ?,
 			failed_logins = ?, locked_until = ?, created_at = ?, updated_at = ? WHERE name = ?`,
 			string(u.Role), u.PasswordHash, boolInt(u.Disabled), boolInt(u.MustChangePass), u.FailedLogins,
 			nullMicros(u.LockedUntil), micros(u.CreatedAt), micros(u.UpdatedAt), name)
-		return err
+		if err != nil {
+			return err
+		}
+		if u.PasswordHash != before.PasswordHash || u.Disabled && !before.Disabled {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM web_sessions WHERE user = ?`, name); err != nil {
+				return err
+			}
+		}
+		return db.appendEventsTx(ctx, tx, db.stageEvents(events)...)
 	})
 }
 

@@ -15,6 +15,92 @@ var usersTests = []namedTest{
 	{"CreateAndRead", testUsersCreate},
 	{"Update", testUsersUpdate},
 	{"ConcurrentUpdatesAreNotLost", testUsersConcurrent},
+	{"ChangesAndTheirAuditEventsInOneTransaction", testUsersAudited},
+}
+
+// testUsersAudited: an account change and its audit event commit together
+// or not at all; an event left without an action is not appended; a new
+// password or a disabled account ends the user's web sessions in the same
+// transaction; API tokens likewise.
+func testUsersAudited(t *testing.T, s tes.Store) {
+	ctx := context.Background()
+	ev := func(action string) *tes.Event {
+		return &tes.Event{At: base, Actor: "admin", Action: action, Subject: "user:dave"}
+	}
+	if err := s.CreateUser(ctx, &tes.User{Name: "dave", Role: tes.RolePolice, PasswordHash: "h1"}, ev("user.added")); err != nil {
+		t.Fatal(err)
+	}
+	// A name already taken: no user, no event.
+	if err := s.CreateUser(ctx, &tes.User{Name: "dave", Role: tes.RolePolice, PasswordHash: "h2"}, ev("user.added.again")); tes.ErrorCode(err) != tes.ECONFLICT {
+		t.Fatalf("second CreateUser = %v, want ECONFLICT", err)
+	}
+	// fn fails: nothing changes, nothing is recorded.
+	boom := errors.New("boom")
+	if err := s.UpdateUser(ctx, "dave", func(u *tes.User) error { u.Role = tes.RoleAdmin; return boom }, ev("user.role_changed")); !errors.Is(err, boom) {
+		t.Fatalf("UpdateUser with a failing fn = %v, want its error", err)
+	}
+	// An event fn leaves without an action is not appended; one it fills in is.
+	quiet, filled := &tes.Event{Actor: "dave"}, &tes.Event{Actor: "dave", Subject: "user:dave"}
+	if err := s.UpdateUser(ctx, "dave", func(u *tes.User) error {
+		u.FailedLogins++
+		filled.Action, filled.Detail = "user.locked", "until=later"
+		return nil
+	}, quiet, filled); err != nil {
+		t.Fatal(err)
+	}
+
+	// Web sessions end with a new password, and with disabling.
+	newSession := func(b byte) []byte {
+		id := make([]byte, 32)
+		id[0] = b
+		if err := s.CreateWebSession(ctx, &tes.WebSession{IDHash: id, User: "dave", CSRFToken: "c", CreatedAt: base, LastSeen: base}); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	gone := func(id []byte) bool {
+		_, err := s.WebSession(ctx, id)
+		return tes.ErrorCode(err) == tes.ENOTFOUND
+	}
+	a := newSession(1)
+	if err := s.UpdateUser(ctx, "dave", func(u *tes.User) error { u.MustChangePass = true; return nil }); err != nil || gone(a) {
+		t.Fatalf("an update that changes neither password nor state ended the session (%v)", err)
+	}
+	if err := s.UpdateUser(ctx, "dave", func(u *tes.User) error { u.PasswordHash = "h3"; return nil }, ev("user.password_changed")); err != nil || !gone(a) {
+		t.Fatalf("a new password left the session alive (%v)", err)
+	}
+	b := newSession(2)
+	if err := s.UpdateUser(ctx, "dave", func(u *tes.User) error { u.Disabled = true; return nil }, ev("user.disabled")); err != nil || !gone(b) {
+		t.Fatalf("disabling left the session alive (%v)", err)
+	}
+
+	// API tokens: created and deleted with their events; a failed delete records nothing.
+	tok := &tes.APIToken{IDHash: digestOf("token-1"), Name: "camera", User: "dave", CreatedAt: base}
+	if err := s.CreateAPIToken(ctx, tok, ev("token.created")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateAPIToken(ctx, &tes.APIToken{IDHash: digestOf("token-2"), Name: "x", User: "nobody"}, ev("token.for.nobody")); tes.ErrorCode(err) != tes.ENOTFOUND {
+		t.Fatalf("token for an unknown user = %v, want ENOTFOUND", err)
+	}
+	if err := s.DeleteAPIToken(ctx, tok.IDHash, ev("token.revoked")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteAPIToken(ctx, tok.IDHash, ev("token.revoked.twice")); tes.ErrorCode(err) != tes.ENOTFOUND {
+		t.Fatalf("second delete = %v, want ENOTFOUND", err)
+	}
+
+	var got []string
+	for _, e := range verifyChain(t, s) {
+		got = append(got, e.Action)
+	}
+	want := []string{"user.added", "user.locked", "user.password_changed", "user.disabled", "token.created", "token.revoked"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("audit chain = %v, want %v", got, want)
+	}
+	u, err := s.User(ctx, "dave")
+	if err != nil || u.Role != tes.RolePolice || u.FailedLogins != 1 || !u.Disabled || u.PasswordHash != "h3" {
+		t.Fatalf("dave = %+v, %v", u, err)
+	}
 }
 
 func testUsersCreate(t *testing.T, s tes.Store) {
