@@ -7,6 +7,7 @@ import (
 
 	"github.com/tes-traffic/tes"
 	"github.com/tes-traffic/tes/internal/auth"
+	"github.com/tes-traffic/tes/internal/webui"
 )
 
 // flashes are the success messages a redirect may ask for with ?msg=. Only
@@ -55,7 +56,7 @@ func (ui *UI) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	next := localPath(r.PostFormValue("next"))
 	data := loginData{Name: name, Next: next, FreeFailures: auth.FreeFailures}
 
-	c, err := r.Cookie(loginCookie)
+	c, err := r.Cookie(webui.CookieName(loginCookie, ui.cfg.Secure))
 	got := r.PostFormValue("csrf")
 	if err != nil || got == "" || subtle.ConstantTimeCompare([]byte(got), []byte(c.Value)) != 1 {
 		data.Token = ui.loginToken(w, r)

@@ -371,34 +371,47 @@ func TestEscaping(t *testing.T) {
 }
 
 // TestCookieFlags checks the session and sign-in cookies' attributes, with
-// and without TLS.
+// and without TLS. Behind TLS the names carry the __Host- prefix, so a
+// browser accepts them only Secure, host-only and Path=/, and a cookie of
+// the bare name (planted over plain HTTP or by a sibling subdomain) is not
+// a session.
 func TestCookieFlags(t *testing.T) {
 	for _, secure := range []bool{false, true} {
+		prefix := ""
+		if secure {
+			prefix = "__Host-"
+		}
 		e := newEnv(t, func(c *officerui.Config) { c.Secure = secure })
 		c := e.client()
 		page := c.get("/login")
 		var login *http.Cookie
 		for _, ck := range page.Cookies() {
-			if ck.Name == "tes_login_csrf" {
+			if ck.Name == prefix+"tes_login_csrf" {
 				login = ck
 			}
 		}
-		if login == nil || !login.HttpOnly || login.SameSite != http.SameSiteStrictMode || login.Secure != secure {
-			t.Errorf("secure=%v: sign-in cookie %+v", secure, login)
+		if login == nil || !login.HttpOnly || login.SameSite != http.SameSiteStrictMode || login.Secure != secure || login.Path != "/" {
+			t.Fatalf("secure=%v: sign-in cookie %+v (cookies %v)", secure, login, page.Cookies())
 		}
-		r := c.post("/login", url.Values{"username": {"olga"}, "password": {testPassword}, "csrf": {csrfFrom(t, page.body)}}, false)
+		// The jar does not send Secure cookies to an http:// test server, so
+		// the cookies go by hand.
+		form := url.Values{"username": {"olga"}, "password": {testPassword}, "csrf": {csrfFrom(t, page.body)}}
+		req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/login", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.AddCookie(login)
+		r := c.do(req)
 		wantStatus(t, r, http.StatusSeeOther)
 		var sess *http.Cookie
 		for _, ck := range r.Cookies() {
-			if ck.Name == "tes_session" {
+			if ck.Name == prefix+"tes_session" {
 				sess = ck
 			}
 		}
 		if sess == nil {
-			t.Fatal("no tes_session cookie")
+			t.Fatalf("secure=%v: no %stes_session cookie in %v", secure, prefix, r.Cookies())
 		}
-		if !sess.HttpOnly || sess.SameSite != http.SameSiteLaxMode || sess.Path != "/" || sess.Secure != secure {
-			t.Errorf("secure=%v: session cookie %+v: want HttpOnly, SameSite=Lax, Path=/, Secure=%v", secure, sess, secure)
+		if !sess.HttpOnly || sess.SameSite != http.SameSiteLaxMode || sess.Path != "/" || sess.Secure != secure || sess.Domain != "" {
+			t.Errorf("secure=%v: session cookie %+v: want HttpOnly, SameSite=Lax, Path=/, host-only, Secure=%v", secure, sess, secure)
 		}
 		if raw, err := base64.RawURLEncoding.DecodeString(sess.Value); err != nil || len(raw) != 32 {
 			t.Errorf("session id %q is not 32 random bytes", sess.Value)
@@ -406,6 +419,26 @@ func TestCookieFlags(t *testing.T) {
 		hsts := r.Header.Get("Strict-Transport-Security")
 		if secure != (hsts != "") {
 			t.Errorf("secure=%v: Strict-Transport-Security %q", secure, hsts)
+		}
+		// The session works under its own name only.
+		noJar := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		for _, tc := range []struct {
+			name string
+			want int
+		}{{sess.Name, http.StatusOK}, {"tes_session", http.StatusSeeOther}} {
+			if !secure && tc.name == "tes_session" {
+				continue
+			}
+			req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/dashboard", nil)
+			req.AddCookie(&http.Cookie{Name: tc.name, Value: sess.Value})
+			res, err := noJar.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			if res.StatusCode != tc.want {
+				t.Errorf("secure=%v: GET /dashboard with cookie %s: %d (%s), want %d", secure, tc.name, res.StatusCode, res.Header.Get("Location"), tc.want)
+			}
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tes-traffic/tes"
+	"github.com/tes-traffic/tes/internal/webui"
 )
 
 // Cookie names. The session cookie holds the only copy of the session id;
@@ -54,7 +55,7 @@ func (ui *UI) startSession(ctx context.Context, w http.ResponseWriter, r *http.R
 
 // endSession deletes the session the request carries, if any.
 func (ui *UI) endSession(ctx context.Context, r *http.Request) {
-	c, err := r.Cookie(sessionCookie)
+	c, err := r.Cookie(webui.CookieName(sessionCookie, ui.cfg.Secure))
 	if err != nil {
 		return
 	}
@@ -69,7 +70,7 @@ func (ui *UI) endSession(ctx context.Context, r *http.Request) {
 // when there is none: no cookie, an unknown id, an expired session (which is
 // deleted) or a deleted or disabled account. Only store failures are errors.
 func (ui *UI) loadSession(r *http.Request) (*tes.WebSession, *tes.User, error) {
-	c, err := r.Cookie(sessionCookie)
+	c, err := r.Cookie(webui.CookieName(sessionCookie, ui.cfg.Secure))
 	if err != nil {
 		return nil, nil, nil
 	}
@@ -118,7 +119,7 @@ func (ui *UI) loadSession(r *http.Request) (*tes.WebSession, *tes.User, error) {
 // 0 makes a browser-session cookie (the server enforces the timeouts).
 func (ui *UI) cookie(name, value, path string, maxAge int) *http.Cookie {
 	return &http.Cookie{
-		Name:     name,
+		Name:     webui.CookieName(name, ui.cfg.Secure),
 		Value:    value,
 		Path:     path,
 		MaxAge:   maxAge,
@@ -136,7 +137,7 @@ func (ui *UI) clearSessionCookie(w http.ResponseWriter) {
 // loginToken returns the sign-in form's CSRF token, setting its cookie when
 // the browser has none yet.
 func (ui *UI) loginToken(w http.ResponseWriter, r *http.Request) string {
-	if c, err := r.Cookie(loginCookie); err == nil && len(c.Value) == 43 {
+	if c, err := r.Cookie(webui.CookieName(loginCookie, ui.cfg.Secure)); err == nil && len(c.Value) == 43 {
 		return c.Value
 	}
 	t := randomToken()

@@ -99,7 +99,7 @@ func (ui *UI) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		ui.render(w, r, status, "login", &view{Error: msg, D: d})
 	}
 
-	c, err := r.Cookie(loginCookie)
+	c, err := ui.requestCookie(r, loginCookie)
 	got := r.PostFormValue("csrf")
 	if err != nil || got == "" || subtle.ConstantTimeCompare([]byte(got), []byte(c.Value)) != 1 {
 		d.Token = ui.loginToken(w, r)

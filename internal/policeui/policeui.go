@@ -137,6 +137,7 @@ func New(cfg Config) (*UI, error) {
 	}
 	ui.pages = pages
 	ui.sessions = newSessionStore(ui.now)
+	ui.sessions.secure = cfg.Secure
 	ui.handler = ui.routes()
 	ctx, cancel := context.WithCancel(context.Background())
 	ui.stop, ui.swept = cancel, make(chan struct{})

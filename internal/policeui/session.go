@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tes-traffic/tes/internal/outbox"
+	"github.com/tes-traffic/tes/internal/webui"
 )
 
 // Cookie names. The session cookie holds the only copy of the session id;
@@ -53,6 +54,7 @@ func (s *session) end() {
 // passes, so reports written just before a tablet went to sleep still go
 // out.
 type sessionStore struct {
+	secure  bool // the client is reached over HTTPS (Config.Secure): cookies are __Host- prefixed
 	mu      sync.Mutex
 	now     func() time.Time
 	m       map[[32]byte]*session
@@ -112,7 +114,7 @@ func (st *sessionStore) add(s *session) string {
 // used, restarting its idle timeout; the page's background refresh does
 // not touch, so an open tab alone does not keep a session alive.
 func (st *sessionStore) get(r *http.Request, touch bool) *session {
-	c, err := r.Cookie(sessionCookie)
+	c, err := r.Cookie(webui.CookieName(sessionCookie, st.secure || r.TLS != nil))
 	if err != nil {
 		return nil
 	}
@@ -241,14 +243,24 @@ func (ui *UI) sweep(ctx context.Context) {
 // cookie builds a cookie with the client's flags. maxAge < 0 deletes it; 0
 // makes a browser-session cookie (the server enforces the timeouts).
 func (ui *UI) cookie(r *http.Request, name, value string, maxAge int) *http.Cookie {
-	return &http.Cookie{Name: name, Value: value, Path: "/", MaxAge: maxAge, HttpOnly: true,
-		Secure: ui.cfg.Secure || r.TLS != nil, SameSite: http.SameSiteLaxMode}
+	return &http.Cookie{Name: webui.CookieName(name, ui.secure(r)), Value: value, Path: "/", MaxAge: maxAge, HttpOnly: true,
+		Secure: ui.secure(r), SameSite: http.SameSiteLaxMode}
+}
+
+// secure reports whether the browser reaches this client over HTTPS (the
+// same rule as sessionStore.get).
+func (ui *UI) secure(r *http.Request) bool { return ui.cfg.Secure || r.TLS != nil }
+
+// requestCookie returns the request's cookie of that name (prefixed as
+// cookie sets it).
+func (ui *UI) requestCookie(r *http.Request, name string) (*http.Cookie, error) {
+	return r.Cookie(webui.CookieName(name, ui.secure(r)))
 }
 
 // loginToken returns the sign-in form's CSRF token, setting its cookie
 // when the browser has none yet.
 func (ui *UI) loginToken(w http.ResponseWriter, r *http.Request) string {
-	if c, err := r.Cookie(loginCookie); err == nil && len(c.Value) == 43 {
+	if c, err := ui.requestCookie(r, loginCookie); err == nil && len(c.Value) == 43 {
 		return c.Value
 	}
 	t := randomToken()
@@ -283,7 +295,7 @@ func (ui *UI) signedIn(next http.HandlerFunc) http.HandlerFunc {
 		if s == nil {
 			http.SetCookie(w, ui.cookie(r, sessionCookie, "", -1))
 			target := "/login"
-			if _, err := r.Cookie(sessionCookie); err == nil {
+			if _, err := ui.requestCookie(r, sessionCookie); err == nil {
 				target += "?msg=expired"
 			}
 			http.Redirect(w, r, target, http.StatusSeeOther)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -140,5 +141,39 @@ func TestSessionLifecycle(t *testing.T) {
 	}
 	if stopped(s4) {
 		t.Fatal("the new session's sender stopped")
+	}
+}
+
+// TestCookiePrefix: over HTTPS (Config.Secure, or TLS on the request) the
+// cookies are named __Host-..., and the session is read under that name
+// only, so a cookie of the bare name planted over plain HTTP is no session.
+func TestCookiePrefix(t *testing.T) {
+	plain := httptest.NewRequest(http.MethodGet, "http://police.example/", nil)
+	tlsReq := httptest.NewRequest(http.MethodGet, "https://police.example/", nil)
+	for _, tc := range []struct {
+		secure bool
+		r      *http.Request
+		name   string
+	}{
+		{false, plain, "tes_police_session"},
+		{true, plain, "__Host-tes_police_session"},
+		{false, tlsReq, "__Host-tes_police_session"},
+	} {
+		ui := &UI{cfg: Config{Secure: tc.secure}}
+		c := ui.cookie(tc.r, sessionCookie, "v", 0)
+		if c.Name != tc.name || c.Secure != (tc.name != "tes_police_session") || c.Path != "/" || c.Domain != "" {
+			t.Errorf("secure=%v tls=%v: cookie %+v, want name %s", tc.secure, tc.r.TLS != nil, c, tc.name)
+		}
+	}
+
+	st := newSessionStore(time.Now)
+	st.secure = true
+	id := st.add(&session{user: "police1", server: "127.0.0.1:9999"})
+	for name, want := range map[string]bool{"__Host-tes_police_session": true, "tes_police_session": false} {
+		r := httptest.NewRequest(http.MethodGet, "http://police.example/", nil)
+		r.AddCookie(&http.Cookie{Name: name, Value: id})
+		if got := st.get(r, false) != nil; got != want {
+			t.Errorf("session under cookie %s found = %v, want %v", name, got, want)
+		}
 	}
 }

@@ -201,3 +201,16 @@ func SecurityHeaders(opts SecurityOptions) func(http.Handler) http.Handler {
 		})
 	}
 }
+
+// CookieName is name with the __Host- prefix when the cookie is Secure.
+// A browser then accepts the cookie only if it is Secure, host-only and
+// Path=/, so a page on another subdomain or on plain http:// cannot plant
+// or overwrite it (RFC 6265bis "cookie prefixes"). Over plain HTTP (a
+// laptop demo) the prefix would make browsers drop the cookie, so it is
+// used only when the cookie is Secure.
+func CookieName(name string, secure bool) string {
+	if secure {
+		return "__Host-" + name
+	}
+	return name
+}
