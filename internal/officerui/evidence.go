@@ -167,6 +167,19 @@ func (ui *UI) sendEvidence(w http.ResponseWriter, r *http.Request, id int64) err
 	}
 	name := evidence.Describe(v).ExportFileName
 	sum := sha256.Sum256(body)
+	setHeaders := func() {
+		h := w.Header()
+		h.Set("Content-Type", "application/json")
+		h.Set("Content-Disposition", `attachment; filename="`+name+`"`)
+		h.Set("Content-Length", strconv.Itoa(len(body)))
+		h.Set("Cache-Control", "no-store")
+	}
+	if r.Method == http.MethodHead {
+		// A HEAD (GET routes answer it too) sends no copy: nothing to record.
+		setHeaders()
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}
 	// The chain of custody needs every copy that leaves the server on
 	// record, so the export is refused when the audit log cannot take it.
 	if err := ui.store.AppendEvents(ctx, &tes.Event{At: ui.now(), Actor: user.Name, Action: "evidence.exported",
@@ -174,11 +187,7 @@ func (ui *UI) sendEvidence(w http.ResponseWriter, r *http.Request, id int64) err
 		Detail:  "file=" + name + " sha256=" + hex.EncodeToString(sum[:])}); err != nil {
 		return fmt.Errorf("audit evidence export of violation %d: %w", id, err)
 	}
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Content-Disposition", `attachment; filename="`+name+`"`)
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	h.Set("Cache-Control", "no-store")
+	setHeaders()
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
 	return nil

@@ -206,6 +206,17 @@ func TestEvidenceDownload(t *testing.T) {
 	if n := len(e.exportEvents()); n != 4 {
 		t.Errorf("%d evidence.exported events after refused downloads, want still 4", n)
 	}
+
+	// A HEAD sends no copy: the headers, no body, nothing audited.
+	req, _ := http.NewRequest(http.MethodHead, e.srv.URL+"/process/"+itoa(ids[0])+"/evidence", nil)
+	h := olga.do(req)
+	wantStatus(t, h, http.StatusOK)
+	if h.body != "" || !strings.Contains(h.Header.Get("Content-Disposition"), "attachment") {
+		t.Errorf("HEAD: body %d bytes, Content-Disposition %q", len(h.body), h.Header.Get("Content-Disposition"))
+	}
+	if n := len(e.exportEvents()); n != 4 {
+		t.Errorf("%d evidence.exported events after a HEAD, want still 4", n)
+	}
 }
 
 // TestEvidenceDownloadRefused: without a session the link leads to the
