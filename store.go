@@ -151,7 +151,18 @@ type Store interface {
 	UserStore
 	AuditStore
 	SessionStore
+	MetaStore
 	Close() error
+}
+
+// MetaStore keeps facts about the deployment that every node sharing the
+// store must agree on, such as the fingerprint of the TES/1 server key that
+// clients pin.
+type MetaStore interface {
+	// ClaimMeta records value under name if nothing is recorded yet, and
+	// returns what is recorded (value itself on the first claim). With
+	// replace, value overwrites what is recorded.
+	ClaimMeta(ctx context.Context, name string, value []byte, replace bool) ([]byte, error)
 }
 
 // ReportStatus is what a reporting unit may learn about its own report.

@@ -32,6 +32,7 @@ type officerFlags struct {
 	maxConns, maxPerIP, maxHandshake int
 	handshakeTimeout, idleTimeout    time.Duration
 	loginCacheTTL                    time.Duration
+	replaceIdentity                  bool
 	httpSecure                       bool
 	threshold                        int
 	metricsAllow                     string
@@ -52,6 +53,7 @@ func addOfficerFlags(fs *flag.FlagSet, env *Env) *officerFlags {
 	fs.IntVar(&f.maxHandshake, "max-handshakes", 0, "most SESSION (RSA) decryptions at once (default 2 x CPUs)")
 	fs.DurationVar(&f.handshakeTimeout, "handshake-timeout", 15*time.Second, "time from connect to a successful LOGIN")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", 5*time.Minute, "time a logged-in connection may stay silent")
+	fs.BoolVar(&f.replaceIdentity, "replace-identity", false, "accept this data directory's TES/1 key and TLS CA although the store records others (only after a key was lost for good: clients must re-pin, devices re-enrol)")
 	fs.DurationVar(&f.loginCacheTTL, "login-cache-ttl", 10*time.Minute, "how long a verified password lets the same user sign in again without the argon2id check (reconnecting units); 0 checks every sign-in in full")
 	fs.BoolVar(&f.httpSecure, "http-secure", false, "the dashboard is reached over HTTPS (a TLS proxy in front): mark cookies Secure, send HSTS")
 	fs.StringVar(&f.metricsAllow, "metrics-allow", "127.0.0.0/8,::1/128", "networks (CIDR, comma-separated) that may read /metrics")
@@ -86,7 +88,7 @@ func (f *officerFlags) config(env *Env) (officer.Config, error) {
 		Store: *f.store, Listen: listen, ListenTLS: f.listenTLS, HTTP: f.http, Log: log, Out: env.Stdout,
 		MaxConns: f.maxConns, MaxConnsPerIP: f.maxPerIP, MaxHandshakes: f.maxHandshake,
 		HandshakeTimeout: f.handshakeTimeout, IdleTimeout: f.idleTimeout, MetricsAllow: allow,
-		LoginCacheTTL: f.loginCacheTTL,
+		LoginCacheTTL: f.loginCacheTTL, ReplaceIdentity: f.replaceIdentity,
 		UI: func(s *officer.Server) (http.Handler, error) {
 			ui, err := officerui.New(officerui.Config{Store: s.Store, Review: s.Review, Auth: s.Auth, Status: s.Status,
 				Log: s.Log().With("component", "dashboard"), Secure: f.httpSecure, Threshold: f.threshold,

@@ -49,6 +49,10 @@ type Config struct {
 	HandshakeTimeout time.Duration
 	IdleTimeout      time.Duration
 	MaxBatch         int
+	// ReplaceIdentity accepts this node's TES/1 key and TLS CA as the
+	// store's even when the store recorded others (a key lost and made
+	// anew); without it such a node refuses to start.
+	ReplaceIdentity bool
 	// LoginCacheTTL is how long a verified password lets the same user sign
 	// in again without argon2id (internal/auth.Service.CacheVerified); 0
 	// checks every sign-in in full.
@@ -143,6 +147,10 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.Metrics.AddTES1(&s.TES1.Stats)
+	if err := s.claimIdentity(ctx, "tes1_key_fingerprint", s.TES1.Fingerprint(), identity.TES1KeyFile,
+		"clients that pinned the recorded key would refuse this node"); err != nil {
+		return nil, err
+	}
 	if created {
 		s.appendAudit(&tes.Event{Actor: "system", Action: "key.created", Subject: "key:tes1", Detail: "fingerprint=" + s.TES1.Fingerprint()})
 	}
@@ -167,6 +175,27 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 			ErrorLog: slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn)}
 	}
 	return s, nil
+}
+
+// claimIdentity checks that this node's key (its fingerprint value, kept in
+// file) is the one the store recorded, recording it on first start: every
+// node of one deployment must serve the same keys, and a key replaced by
+// accident would break every client that trusts the old one.
+func (s *Server) claimIdentity(ctx context.Context, name, value, file, consequence string) error {
+	stored, err := s.Store.ClaimMeta(ctx, name, []byte(value), s.cfg.ReplaceIdentity)
+	if err != nil {
+		return fmt.Errorf("record %s: %w", name, err)
+	}
+	if string(stored) == value {
+		if s.cfg.ReplaceIdentity {
+			s.appendAudit(&tes.Event{Actor: "system", Action: "key.accepted", Subject: "key:" + name, Detail: "value=" + value})
+		}
+		return nil
+	}
+	return fmt.Errorf("this node's %s is %s (from %s), but the store records %s: %s. "+
+		"Copy %s from a node that serves the recorded one (docs/deploy-multinode.md); "+
+		"only if that key is lost for good, start once with --replace-identity", name, value,
+		filepath.Join(s.cfg.Store.DataDir, file), stored, consequence, file)
 }
 
 func (s *Server) firstAdmin(ctx context.Context) error {

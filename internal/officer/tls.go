@@ -47,6 +47,10 @@ func (s *Server) openTLS(ctx context.Context) error {
 	if m.ca, created, err = ca.LoadOrCreate(dir); err != nil {
 		return fmt.Errorf("TLS suite CA: %w", err)
 	}
+	if err := s.claimIdentity(ctx, "tls_ca_hash", m.ca.Hash(), ca.CAFile,
+		"enrolled devices and join tokens trust only the recorded CA"); err != nil {
+		return err
+	}
 	if created {
 		s.appendAudit(&tes.Event{Actor: "system", Action: "key.created", Subject: "key:tls-ca", Detail: "ca_hash=" + m.ca.Hash()})
 	}

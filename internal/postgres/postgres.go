@@ -388,3 +388,21 @@ func pageLimit(n int) (int, error) {
 	}
 	return n, nil
 }
+
+// ClaimMeta records value under name unless a value is recorded already
+// (or replace is set), and returns the recorded value; see tes.MetaStore.
+// Two nodes claiming at once agree: the first insert wins.
+func (db *DB) ClaimMeta(ctx context.Context, name string, value []byte, replace bool) ([]byte, error) {
+	var stored []byte
+	err := db.writeTx(ctx, "claim meta", func(tx pgx.Tx) error {
+		q := `INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`
+		if replace {
+			q = `INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value`
+		}
+		if _, err := tx.Exec(ctx, q, "identity."+name, value); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, `SELECT value FROM meta WHERE name = $1`, "identity."+name).Scan(&stored)
+	})
+	return stored, err
+}

@@ -382,3 +382,20 @@ func pageLimit(n int) (int, error) {
 	}
 	return n, nil
 }
+
+// ClaimMeta records value under name unless a value is recorded already
+// (or replace is set), and returns the recorded value; see tes.MetaStore.
+func (db *DB) ClaimMeta(ctx context.Context, name string, value []byte, replace bool) ([]byte, error) {
+	var stored []byte
+	err := db.writeTx(ctx, "claim meta", func(tx *sql.Tx) error {
+		q := `INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING`
+		if replace {
+			q = `INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value`
+		}
+		if _, err := tx.ExecContext(ctx, q, "identity."+name, value); err != nil {
+			return err
+		}
+		return tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE name = ?`, "identity."+name).Scan(&stored)
+	})
+	return stored, err
+}

@@ -57,6 +57,7 @@ func Run(t *testing.T, open func(t *testing.T) tes.Store) {
 		{"Users", usersTests},
 		{"Sessions", sessionsTests},
 		{"Audit", auditTests},
+		{"Meta", []namedTest{{"ClaimMeta", testClaimMeta}}},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
@@ -235,3 +236,22 @@ func findEvent(events []*tes.Event, action, subject string) *tes.Event {
 func subject(id int64) string { return fmt.Sprintf("violation:%d", id) }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// testClaimMeta: the first claim records, later ones return what is
+// recorded, replace overwrites; names are independent.
+func testClaimMeta(t *testing.T, s tes.Store) {
+	ctx := context.Background()
+	claim := func(name, value string, replace bool, want string) {
+		t.Helper()
+		got, err := s.ClaimMeta(ctx, name, []byte(value), replace)
+		if err != nil || string(got) != want {
+			t.Fatalf("ClaimMeta(%s, %s, replace=%t) = %q, %v; want %q", name, value, replace, got, err, want)
+		}
+	}
+	claim("tes1_key_fingerprint", "SHA256:a", false, "SHA256:a")
+	claim("tes1_key_fingerprint", "SHA256:b", false, "SHA256:a")
+	claim("tls_ca_hash", "sha256:c", false, "sha256:c")
+	claim("tes1_key_fingerprint", "SHA256:b", true, "SHA256:b")
+	claim("tes1_key_fingerprint", "SHA256:a", false, "SHA256:b")
+	claim("tls_ca_hash", "sha256:d", false, "sha256:c")
+}
