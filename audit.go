@@ -36,3 +36,21 @@ func ChainHash(prev []byte, e *Event) []byte {
 // AuditTime truncates t to the precision every backend stores (microseconds),
 // so that a hash computed before a write matches one computed after a read.
 func AuditTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+// StageEvents returns copies of the events that have an action, with At
+// defaulting to now: what a store appends in the transaction of a change
+// (UserStore, SessionStore), leaving the caller's events as they are.
+func StageEvents(events []*Event, now time.Time) []*Event {
+	var out []*Event
+	for _, e := range events {
+		if e == nil || e.Action == "" {
+			continue
+		}
+		c := *e
+		if c.At.IsZero() {
+			c.At = now
+		}
+		out = append(out, &c)
+	}
+	return out
+}

@@ -271,7 +271,7 @@ func sendTLS(ctx context.Context, env *Env, c *tlssuite.Client, reports []*tes.R
 			c.Close()
 		}
 	}()
-	failed := 0
+	t := &tally{env: env, lines: lines, total: len(reports)}
 	for i, r := range reports {
 		err := c.Send(ctx, r)
 		var re *tes1.ReplyError
@@ -282,26 +282,15 @@ func sendTLS(ctx context.Context, env *Env, c *tlssuite.Client, reports []*tes.R
 				err = c.Send(ctx, r)
 			}
 		}
-		where := ""
-		if lines[i] > 0 {
-			where = fmt.Sprintf("line %d: ", lines[i])
-		}
-		if err != nil {
-			failed++
-			fmt.Fprintf(env.Stderr, "FAILED %s%s %d km/h: %s\n", where, r.Plate, r.Speed, userMessage(err))
-			if c == nil || errors.Is(err, tlssuite.ErrDeviceRefused) {
-				failed += len(reports) - i - 1
-				break
-			}
+		if err == nil {
+			t.ok(i, r, ", signed by device "+dev.ID)
 			continue
 		}
-		fmt.Fprintf(env.Stdout, "ok %s%s %d km/h (report %s, signed by device %s)\n", where, r.Plate, r.Speed, r.ReportID, dev.ID)
+		t.fail(i, r, err)
+		if c == nil || errors.Is(err, tlssuite.ErrDeviceRefused) {
+			t.giveUp(i)
+			break
+		}
 	}
-	if failed > 0 {
-		return exitError{1, fmt.Sprintf("%d of %d reports were NOT acknowledged", failed, len(reports))}
-	}
-	if len(reports) > 1 {
-		fmt.Fprintf(env.Stdout, "all %d reports acknowledged\n", len(reports))
-	}
-	return nil
+	return t.result()
 }

@@ -101,42 +101,66 @@ func runReport(ctx context.Context, env *Env, args []string) error {
 	s := &sender{server: *server, user: *user, password: password, timeout: *timeout,
 		pins: pins.Open(*pinsFile), env: env, window: max(1, min(*window, tes1.MaxPipeline))}
 	defer s.close()
-	failed := 0
+	t := &tally{env: env, lines: lines, total: len(reports)}
 	// Reports go in chunks, each sent with up to --window unanswered (the
 	// server commits them together) and its replies read in order; with the
 	// default window of 1 every report is a plain request-reply, which the
 	// original server needs.
+chunks:
 	for start := 0; start < len(reports); start += reportChunk {
 		chunk := reports[start:min(len(reports), start+reportChunk)]
-		errs := s.sendAll(ctx, chunk)
-		stop := false
-		for j, r := range chunk {
-			i, err := start+j, errs[j]
-			where := ""
-			if lines[i] > 0 {
-				where = fmt.Sprintf("line %d: ", lines[i])
-			}
-			if err != nil {
-				failed++
-				fmt.Fprintf(env.Stderr, "FAILED %s%s %d km/h: %s\n", where, r.Plate, r.Speed, userMessage(err))
-				if pins.IsChanged(err) || isFatalLogin(err) {
-					failed += len(reports) - i - 1
-					stop = true
-					break
-				}
+		for j, err := range s.sendAll(ctx, chunk) {
+			i, r := start+j, chunk[j]
+			if err == nil {
+				t.ok(i, r, "")
 				continue
 			}
-			fmt.Fprintf(env.Stdout, "ok %s%s %d km/h (report %s)\n", where, r.Plate, r.Speed, r.ReportID)
-		}
-		if stop {
-			break
+			t.fail(i, r, err)
+			if pins.IsChanged(err) || isFatalLogin(err) {
+				t.giveUp(i)
+				break chunks
+			}
 		}
 	}
-	if failed > 0 {
-		return exitError{1, fmt.Sprintf("%d of %d reports were NOT acknowledged", failed, len(reports))}
+	return t.result()
+}
+
+// tally prints what became of each report of a tes report run and counts
+// the ones not acknowledged.
+type tally struct {
+	env    *Env
+	lines  []int // CSV line of each report, 0 when not from a file
+	total  int
+	failed int
+}
+
+func (t *tally) where(i int) string {
+	if t.lines[i] > 0 {
+		return fmt.Sprintf("line %d: ", t.lines[i])
 	}
-	if len(reports) > 1 {
-		fmt.Fprintf(env.Stdout, "all %d reports acknowledged\n", len(reports))
+	return ""
+}
+
+// ok reports report i acknowledged; extra is added inside the parentheses.
+func (t *tally) ok(i int, r *tes.Report, extra string) {
+	fmt.Fprintf(t.env.Stdout, "ok %s%s %d km/h (report %s%s)\n", t.where(i), r.Plate, r.Speed, r.ReportID, extra)
+}
+
+func (t *tally) fail(i int, r *tes.Report, err error) {
+	t.failed++
+	fmt.Fprintf(t.env.Stderr, "FAILED %s%s %d km/h: %s\n", t.where(i), r.Plate, r.Speed, userMessage(err))
+}
+
+// giveUp counts every report after i as not acknowledged: the run stops.
+func (t *tally) giveUp(i int) { t.failed += t.total - i - 1 }
+
+// result is the run's exit: 1 when any report was not acknowledged.
+func (t *tally) result() error {
+	if t.failed > 0 {
+		return exitError{1, fmt.Sprintf("%d of %d reports were NOT acknowledged", t.failed, t.total)}
+	}
+	if t.total > 1 {
+		fmt.Fprintf(t.env.Stdout, "all %d reports acknowledged\n", t.total)
 	}
 	return nil
 }

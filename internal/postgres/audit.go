@@ -75,23 +75,6 @@ func (db *DB) AppendEvents(ctx context.Context, events ...*tes.Event) error {
 	return nil
 }
 
-// stageEvents returns copies of the events that have an action, with At
-// defaulting to now: what a change appends in its own transaction.
-func (db *DB) stageEvents(events []*tes.Event) []*tes.Event {
-	var out []*tes.Event
-	for _, e := range events {
-		if e == nil || e.Action == "" {
-			continue
-		}
-		c := *e
-		if c.At.IsZero() {
-			c.At = db.now()
-		}
-		out = append(out, &c)
-	}
-	return out
-}
-
 // appendChangeEvents locks the chain head and appends events in tx; none
 // is no work and takes no lock. It is the last step of a change's
 // transaction, so the head is held only until the commit.

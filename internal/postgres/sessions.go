@@ -124,7 +124,7 @@ func (db *DB) CreateAPIToken(ctx context.Context, t *tes.APIToken, events ...*te
 		if tag.RowsAffected() == 0 {
 			return tes.Errorf(tes.ECONFLICT, "The token is already in use.")
 		}
-		return appendChangeEvents(ctx, tx, db.stageEvents(events))
+		return appendChangeEvents(ctx, tx, tes.StageEvents(events, db.now()))
 	})
 	if err != nil {
 		return err
@@ -188,6 +188,6 @@ func (db *DB) DeleteAPIToken(ctx context.Context, idHash []byte, events ...*tes.
 		if tag.RowsAffected() == 0 {
 			return tes.Errorf(tes.ENOTFOUND, "API token not found.")
 		}
-		return appendChangeEvents(ctx, tx, db.stageEvents(events))
+		return appendChangeEvents(ctx, tx, tes.StageEvents(events, db.now()))
 	})
 }

@@ -68,7 +68,7 @@ func (db *DB) CreateUser(ctx context.Context, u *tes.User, events ...*tes.Event)
 		if tag.RowsAffected() == 0 {
 			return tes.Errorf(tes.ECONFLICT, "User %q already exists.", u.Name)
 		}
-		return appendChangeEvents(ctx, tx, db.stageEvents(events))
+		return appendChangeEvents(ctx, tx, tes.StageEvents(events, db.now()))
 	})
 	if err != nil {
 		return err
@@ -151,7 +151,7 @@ func (db *DB) UpdateUser(ctx context.Context, name string, fn func(*tes.User) er
 				return err
 			}
 		}
-		return appendChangeEvents(ctx, tx, db.stageEvents(events))
+		return appendChangeEvents(ctx, tx, tes.StageEvents(events, db.now()))
 	})
 }
 

@@ -41,24 +41,6 @@ func (db *DB) AppendEvents(ctx context.Context, events ...*tes.Event) error {
 	return nil
 }
 
-// stageEvents returns copies of the events that have an action, with At
-// defaulting to now: what a change appends in its own transaction (the
-// caller's events are left as they are).
-func (db *DB) stageEvents(events []*tes.Event) []*tes.Event {
-	var out []*tes.Event
-	for _, e := range events {
-		if e == nil || e.Action == "" {
-			continue
-		}
-		c := *e
-		if c.At.IsZero() {
-			c.At = db.now()
-		}
-		out = append(out, &c)
-	}
-	return out
-}
-
 // appendEventsTx links events to the chain head read inside tx and inserts
 // them. It sets At to tes.AuditTime(At) and Seq, PrevHash and Hash.
 func (db *DB) appendEventsTx(ctx context.Context, tx *sql.Tx, events ...*tes.Event) error {

@@ -126,7 +126,7 @@ func (db *DB) CreateAPIToken(ctx context.Context, t *tes.APIToken, events ...*te
 		} else if n == 0 {
 			return tes.Errorf(tes.ECONFLICT, "The token is already in use.")
 		}
-		return db.appendEventsTx(ctx, tx, db.stageEvents(events)...)
+		return db.appendEventsTx(ctx, tx, tes.StageEvents(events, db.now())...)
 	})
 	if err != nil {
 		return err
@@ -193,6 +193,6 @@ func (db *DB) DeleteAPIToken(ctx context.Context, idHash []byte, events ...*tes.
 		} else if n == 0 {
 			return tes.Errorf(tes.ENOTFOUND, "API token not found.")
 		}
-		return db.appendEventsTx(ctx, tx, db.stageEvents(events)...)
+		return db.appendEventsTx(ctx, tx, tes.StageEvents(events, db.now())...)
 	})
 }

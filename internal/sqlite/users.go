@@ -72,7 +72,7 @@ func (db *DB) CreateUser(ctx context.Context, u *tes.User, events ...*tes.Event)
 		} else if n == 0 {
 			return tes.Errorf(tes.ECONFLICT, "User %q already exists.", u.Name)
 		}
-		return db.appendEventsTx(ctx, tx, db.stageEvents(events)...)
+		return db.appendEventsTx(ctx, tx, tes.StageEvents(events, db.now())...)
 	})
 	if err != nil {
 		return err
@@ -154,7 +154,7 @@ func (db *DB) UpdateUser(ctx context.Context, name string, fn func(*tes.User) er
 				return err
 			}
 		}
-		return db.appendEventsTx(ctx, tx, db.stageEvents(events)...)
+		return db.appendEventsTx(ctx, tx, tes.StageEvents(events, db.now())...)
 	})
 }
 

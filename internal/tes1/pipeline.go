@@ -49,6 +49,14 @@ type Outcome func(item *tes.IngestItem, err error, start time.Time) (status, tex
 // Len is the number of replies owed.
 func (q *ReplyQueue) Len() int { return len(q.pending) }
 
+// Due reports whether the owed replies should be sent now: the client has
+// nothing more buffered in fr (it is waiting for them), or the window is
+// full. Until then its reports, and other connections', gather in the
+// same commit.
+func (q *ReplyQueue) Due(fr *FrameReader) bool {
+	return len(q.pending) > 0 && (fr.Buffered() == 0 || len(q.pending) >= MaxPipeline)
+}
+
 // Reply owes a reply decided now.
 func (q *ReplyQueue) Reply(status, text string) {
 	q.pending = append(q.pending, pendingReply{status: status, text: text})

@@ -228,10 +228,7 @@ func (s *Server) serveConn(c *conn) {
 				return
 			}
 		}
-		// Answer once the client has nothing more buffered (it is waiting for
-		// replies) or the window is full; meanwhile its reports, and other
-		// connections', gather in the same commit.
-		if c.replies.Len() > 0 && (fr.Buffered() == 0 || c.replies.Len() >= MaxPipeline) {
+		if c.replies.Due(fr) {
 			if s.flush(c, log) != nil {
 				return
 			}

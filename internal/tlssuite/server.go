@@ -343,7 +343,7 @@ func (s *Server) serveReports(c *conn, log *slog.Logger, cs tls.ConnectionState)
 				return
 			}
 		}
-		if c.replies.Len() > 0 && (fr.Buffered() == 0 || c.replies.Len() >= tes1.MaxPipeline) {
+		if c.replies.Due(fr) {
 			if s.flush(c, log) != nil {
 				return
 			}
