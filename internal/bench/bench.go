@@ -258,8 +258,8 @@ func runReports(ctx context.Context, cfg Config, key *rsa.PrivateKey) (*Result, 
 	prepTime := time.Since(prep)
 
 	res := &Result{Suite: cfg.Suite, Mode: cfg.Mode, Conns: cfg.Conns, Window: max(1, cfg.Window), PrepTime: prepTime}
-	serverCPU0, serverErr := scrapeCPU(cfg.MetricsURL)
-	cpu0, start := cpuTime(), time.Now()
+	clock := startClock(cfg.MetricsURL)
+	start := clock.start
 	deadline := time.Time{}
 	if cfg.Duration > 0 {
 		deadline = start.Add(cfg.Duration)
@@ -302,15 +302,7 @@ func runReports(ctx context.Context, cfg Config, key *rsa.PrivateKey) (*Result, 
 		}()
 	}
 	wg.Wait()
-	res.Elapsed = time.Since(start)
-	res.BenchCPU = cpuTime() - cpu0
-	stopProgress()
-	finish(res, ws, done.Load())
-	if serverErr == nil {
-		if c1, err := scrapeCPU(cfg.MetricsURL); err == nil {
-			res.ServerCPU = c1 - serverCPU0
-		}
-	}
+	clock.stop(res, ws, done.Load(), stopProgress)
 	return res, nil
 }
 
@@ -354,8 +346,8 @@ func runSessions(ctx context.Context, cfg Config, key *rsa.PrivateKey) (*Result,
 		}
 	}
 	ws := make([]*worker, cfg.Conns)
-	serverCPU0, serverErr := scrapeCPU(cfg.MetricsURL)
-	cpu0, start := cpuTime(), time.Now()
+	clock := startClock(cfg.MetricsURL)
+	start := clock.start
 	deadline := time.Time{}
 	if cfg.Duration > 0 {
 		deadline = start.Add(cfg.Duration)
@@ -392,16 +384,8 @@ func runSessions(ctx context.Context, cfg Config, key *rsa.PrivateKey) (*Result,
 		}()
 	}
 	wg.Wait()
-	res.Elapsed = time.Since(start)
-	res.BenchCPU = cpuTime() - cpu0
-	stopProgress()
-	finish(res, ws, done.Load())
+	clock.stop(res, ws, done.Load(), stopProgress)
 	res.BoundFraction = Ratio(res.OpsPerSec, res.BoundPerSec)
-	if serverErr == nil {
-		if c1, err := scrapeCPU(cfg.MetricsURL); err == nil {
-			res.ServerCPU = c1 - serverCPU0
-		}
-	}
 	return res, nil
 }
 
@@ -463,6 +447,39 @@ func CalibrateOAEP(ctx context.Context, key *rsa.PrivateKey, workers int, limit 
 	}
 	n = done.Load()
 	return Ratio(float64(n), elapsed.Seconds()), n, nil
+}
+
+// runClock times one run: wall time, this process's CPU and, read from the
+// server's /metrics, the server's CPU.
+type runClock struct {
+	start         time.Time
+	cpu0, server0 time.Duration
+	serverOK      bool
+	metricsURL    string
+}
+
+// startClock reads the server's CPU (when metricsURL is set) and starts the clock.
+func startClock(metricsURL string) *runClock {
+	c := &runClock{metricsURL: metricsURL}
+	var err error
+	c.server0, err = scrapeCPU(metricsURL)
+	c.serverOK = err == nil
+	c.cpu0, c.start = cpuTime(), time.Now()
+	return c
+}
+
+// stop ends the run: it sets res's elapsed time and CPU figures, stops the
+// progress bar and merges the workers' measurements.
+func (c *runClock) stop(res *Result, ws []*worker, ops int64, stopProgress func()) {
+	res.Elapsed = time.Since(c.start)
+	res.BenchCPU = cpuTime() - c.cpu0
+	stopProgress()
+	finish(res, ws, ops)
+	if c.serverOK {
+		if c1, err := scrapeCPU(c.metricsURL); err == nil {
+			res.ServerCPU = c1 - c.server0
+		}
+	}
 }
 
 // finish merges the workers' measurements into res.

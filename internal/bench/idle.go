@@ -113,8 +113,8 @@ func runIdle(ctx context.Context, cfg Config, key *rsa.PrivateKey) (*Result, err
 	defer h.closeAll()
 	ws := make([]*worker, min(cfg.OpenConcurrency, cfg.Conns))
 	var next, done atomic.Int64
-	cpu0, start := cpuTime(), time.Now()
-	stopProgress := progress(cfg.Progress, &done, int64(cfg.Conns), start, 0)
+	clock := startClock("") // the server's CPU is not what this mode measures
+	stopProgress := progress(cfg.Progress, &done, int64(cfg.Conns), clock.start, 0)
 	var wg sync.WaitGroup
 	for k := range ws {
 		w := &worker{}
@@ -146,10 +146,7 @@ func runIdle(ctx context.Context, cfg Config, key *rsa.PrivateKey) (*Result, err
 		}()
 	}
 	wg.Wait()
-	res.Elapsed = time.Since(start)
-	res.BenchCPU = cpuTime() - cpu0
-	stopProgress()
-	finish(res, ws, done.Load())
+	clock.stop(res, ws, done.Load(), stopProgress)
 	ir.Opened, ir.OpenTime = int(done.Load()), res.Elapsed
 	if err := ctx.Err(); err != nil {
 		return nil, err

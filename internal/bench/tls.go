@@ -73,8 +73,8 @@ func runTLS(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("bench: mode %q: use reports or sessions", cfg.Mode)
 	}
 
-	serverCPU0, serverErr := scrapeCPU(cfg.MetricsURL)
-	cpu0, start := cpuTime(), time.Now()
+	clock := startClock(cfg.MetricsURL)
+	start := clock.start
 	deadline := time.Time{}
 	if cfg.Duration > 0 {
 		deadline = start.Add(cfg.Duration)
@@ -120,19 +120,11 @@ func runTLS(ctx context.Context, cfg Config) (*Result, error) {
 		}()
 	}
 	wg.Wait()
-	res.Elapsed = time.Since(start)
-	res.BenchCPU = cpuTime() - cpu0
-	stopProgress()
 	plain := make([]*worker, len(ws))
 	for i, w := range ws {
 		plain[i] = &w.worker
 	}
-	finish(res, plain, done.Load())
-	if serverErr == nil {
-		if c1, err := scrapeCPU(cfg.MetricsURL); err == nil {
-			res.ServerCPU = c1 - serverCPU0
-		}
-	}
+	clock.stop(res, plain, done.Load(), stopProgress)
 	return res, nil
 }
 
