@@ -233,7 +233,9 @@ func (s *Server) serveConn(c *conn) {
 				return
 			}
 		}
-		c.SetBusy(false)
+		// Busy while replies are owed: a shutdown then lets this loop
+		// answer them before it closes the connection.
+		c.SetBusy(c.replies.Len() > 0)
 	}
 }
 

@@ -847,3 +847,44 @@ func TestClientPipeline(t *testing.T) {
 		}
 	}
 }
+
+// TestShutdownPipelined: a shutdown while a client pipelines answers what
+// it owes or nothing, and every report answered OK is stored.
+func TestShutdownPipelined(t *testing.T) {
+	h := mustStart(t, nil, nil)
+	c := h.login(t, "police1")
+	var acked int
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for round := 0; ; round++ {
+			xs := make([]tes1.Exchange, 64)
+			for i := range xs {
+				p, s, err := c.SealReport(&tes.Report{ReportID: tes.NewReportID(), Plate: fmt.Sprintf("SP%dN%d", round, i), Speed: 90})
+				if err != nil {
+					return
+				}
+				xs[i].Msg = tes1.AppendMessage(nil, tes1.TypeData, p, s)
+			}
+			n, err := c.Pipeline(context.Background(), xs, 16)
+			for _, x := range xs[:n] {
+				if x.Status == tes1.StatusOK {
+					acked++
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if n := h.count(t); n < acked || acked == 0 {
+		t.Fatalf("acknowledged %d, stored %d: every acknowledged report must be stored", acked, n)
+	}
+}

@@ -348,7 +348,9 @@ func (s *Server) serveReports(c *conn, log *slog.Logger, cs tls.ConnectionState)
 				return
 			}
 		}
-		c.SetBusy(false)
+		// Busy while replies are owed: a shutdown then lets this loop
+		// answer them before it closes the connection.
+		c.SetBusy(c.replies.Len() > 0)
 	}
 }
 
