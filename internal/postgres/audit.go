@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tes-traffic/tes"
+	"github.com/tes-traffic/tes/internal/storekit"
 )
 
 // chainHead is the last event of the audit chain as read, locked, inside
@@ -124,7 +125,7 @@ func scanEvent(row pgx.Row) (*tes.Event, error) {
 // Events returns up to limit events with Seq < before (0: from the newest),
 // newest first. limit 0 means 50; outside 1..1000 it is EINVALID.
 func (db *DB) Events(ctx context.Context, before int64, limit int) ([]*tes.Event, error) {
-	n, err := pageLimit(limit)
+	n, err := storekit.PageLimit(limit)
 	if err != nil {
 		return nil, err
 	}

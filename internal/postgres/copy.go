@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -79,44 +80,18 @@ func (db *DB) Dump(ctx context.Context, tables []string, size int, fn func(*stor
 	return nil
 }
 
-type fnError struct{ err error }
-
-func (e fnError) Error() string { return e.err.Error() }
-
 func (db *DB) dumpTable(ctx context.Context, tx pgx.Tx, table string, size int, fn func(*storecopy.Batch) error) error {
 	rows, err := tx.Query(ctx, exportQueries[table])
 	if err != nil {
 		return wrap("dump "+table, err)
 	}
 	defer rows.Close()
-	b := &storecopy.Batch{Table: table}
-	flush := func() error {
-		if b.Len() == 0 {
-			return nil
-		}
-		if err := fn(b); err != nil {
-			return fnError{err}
-		}
-		b = &storecopy.Batch{Table: table}
-		return nil
+	err = storecopy.Walk(table, size, rows, func(b *storecopy.Batch) error { return db.scanExport(rows, b) }, fn)
+	var re *storecopy.ReadError
+	if errors.As(err, &re) {
+		return wrap("dump "+table, re.Err)
 	}
-	for rows.Next() {
-		if err := db.scanExport(rows, b); err != nil {
-			return wrap("dump "+table, err)
-		}
-		if b.Len() >= size {
-			if err := flush(); err != nil {
-				return err.(fnError).err
-			}
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return wrap("dump "+table, err)
-	}
-	if err := flush(); err != nil {
-		return err.(fnError).err
-	}
-	return nil
+	return err
 }
 
 func (db *DB) scanExport(rows pgx.Rows, b *storecopy.Batch) error {

@@ -377,18 +377,6 @@ func nullString(s string) *string {
 	return &s
 }
 
-// pageLimit applies the page-size rule shared by every list: 0 means 50,
-// 1..1000 as given, anything else is EINVALID.
-func pageLimit(n int) (int, error) {
-	switch {
-	case n == 0:
-		return 50, nil
-	case n < 0 || n > 1000:
-		return 0, tes.Errorf(tes.EINVALID, "The page size must be 1 to 1000.")
-	}
-	return n, nil
-}
-
 // ClaimMeta records value under name unless a value is recorded already
 // (or replace is set), and returns the recorded value; see tes.MetaStore.
 // Two nodes claiming at once agree: the first insert wins.

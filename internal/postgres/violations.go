@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tes-traffic/tes"
+	"github.com/tes-traffic/tes/internal/storekit"
 )
 
 // violationColumns selects a whole violation with its client key joined
@@ -181,7 +182,7 @@ func (db *DB) violationsQuery(f *tes.ViolationFilter, limit int) (string, []any,
 // 1..1000 or an unknown sort or status is EINVALID. Only the returned rows
 // are decrypted.
 func (db *DB) Violations(ctx context.Context, f tes.ViolationFilter) ([]*tes.Violation, *tes.Cursor, error) {
-	limit, err := pageLimit(f.Limit)
+	limit, err := storekit.PageLimit(f.Limit)
 	if err != nil {
 		return nil, nil, err
 	}

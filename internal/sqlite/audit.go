@@ -5,6 +5,7 @@ import (
 	"database/sql"
 
 	"github.com/tes-traffic/tes"
+	"github.com/tes-traffic/tes/internal/storekit"
 )
 
 // AppendEvents appends events to the hash chain in one write transaction.
@@ -65,7 +66,7 @@ func (db *DB) appendEventsTx(ctx context.Context, tx *sql.Tx, events ...*tes.Eve
 // Events returns up to limit events with Seq < before (0: from the newest),
 // newest first. limit 0 means 50; outside 1..1000 it is EINVALID.
 func (db *DB) Events(ctx context.Context, before int64, limit int) ([]*tes.Event, error) {
-	n, err := pageLimit(limit)
+	n, err := storekit.PageLimit(limit)
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 
@@ -72,46 +73,18 @@ func (db *DB) Dump(ctx context.Context, tables []string, size int, fn func(*stor
 	return nil
 }
 
-// fnError marks an error returned by the caller's function, which Dump
-// passes back unwrapped.
-type fnError struct{ err error }
-
-func (e fnError) Error() string { return e.err.Error() }
-
 func (db *DB) dumpTable(ctx context.Context, tx *sql.Tx, table string, size int, fn func(*storecopy.Batch) error) error {
 	rows, err := tx.QueryContext(ctx, exportQueries[table])
 	if err != nil {
 		return wrap("dump "+table, err)
 	}
 	defer rows.Close()
-	b := &storecopy.Batch{Table: table}
-	flush := func() error {
-		if b.Len() == 0 {
-			return nil
-		}
-		if err := fn(b); err != nil {
-			return fnError{err}
-		}
-		b = &storecopy.Batch{Table: table}
-		return nil
+	err = storecopy.Walk(table, size, rows, func(b *storecopy.Batch) error { return db.scanExport(rows, b) }, fn)
+	var re *storecopy.ReadError
+	if errors.As(err, &re) {
+		return wrap("dump "+table, re.Err)
 	}
-	for rows.Next() {
-		if err := db.scanExport(rows, b); err != nil {
-			return wrap("dump "+table, err)
-		}
-		if b.Len() >= size {
-			if err := flush(); err != nil {
-				return err.(fnError).err
-			}
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return wrap("dump "+table, err)
-	}
-	if err := flush(); err != nil {
-		return err.(fnError).err
-	}
-	return nil
+	return err
 }
 
 // scanExport reads one row of b.Table's export query and appends it to b.

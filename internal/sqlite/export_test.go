@@ -1,6 +1,9 @@
 package sqlite
 
-import "github.com/tes-traffic/tes"
+import (
+	"github.com/tes-traffic/tes"
+	"github.com/tes-traffic/tes/internal/storekit"
+)
 
 // PlanCase is one dashboard query shape whose plan the tests check.
 type PlanCase struct {
@@ -43,9 +46,9 @@ func PlanCases(db *DB) []PlanCase {
 		withScan(v("no filter, newest first", idxReceived, true, tes.ViolationFilter{})),
 		withScan(v("no filter, fastest first", idxSpeed, true, tes.ViolationFilter{Sort: "speed"})),
 		{Name: "drivers, newest first", Index: "drivers_updated", NoSort: true, OrderedScan: true, Query: func(withCursor bool, key, id int64) (string, []any, error) {
-			var after *driverRow
+			var after *storekit.DriverCursor
 			if withCursor {
-				after = &driverRow{updated: key, key: make([]byte, 32)}
+				after = &storekit.DriverCursor{UpdatedMicros: key, PlateKey: make([]byte, 32)}
 			}
 			q, args := driversQuery(after, 51)
 			return q, args, nil

@@ -92,6 +92,45 @@ func (b *Batch) Len() int {
 		len(b.SeenDigests) + len(b.Events) + len(b.Checkpoints) + len(b.WebSessions) + len(b.APITokens)
 }
 
+// Rows is what Walk needs of a result set (*sql.Rows and pgx.Rows have it).
+type Rows interface {
+	Next() bool
+	Err() error
+}
+
+// ReadError is an error Walk met reading rows (from scan or rows.Err), as
+// opposed to one the caller's fn returned, which Walk returns as is.
+type ReadError struct{ Err error }
+
+func (e *ReadError) Error() string { return e.Err.Error() }
+func (e *ReadError) Unwrap() error { return e.Err }
+
+// Walk reads a store's rows of table into batches of size rows: scan
+// appends the current row to the batch, and fn gets each full batch and the
+// last one (none when there are no rows). It is the loop both stores' Dump
+// share.
+func Walk(table string, size int, rows Rows, scan func(*Batch) error, fn func(*Batch) error) error {
+	b := &Batch{Table: table}
+	for rows.Next() {
+		if err := scan(b); err != nil {
+			return &ReadError{err}
+		}
+		if b.Len() >= size {
+			if err := fn(b); err != nil {
+				return err
+			}
+			b = &Batch{Table: table}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return &ReadError{err}
+	}
+	if b.Len() > 0 {
+		return fn(b)
+	}
+	return nil
+}
+
 // Source is a store whose every row can be read.
 type Source interface {
 	// Counts returns the number of rows of each table in Tables.

@@ -2,6 +2,7 @@ package storecopy_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -187,5 +188,56 @@ func TestDiff(t *testing.T) {
 	}
 	if d, _ := storecopy.Diff(ctx, a, b, nil, 1); len(d) != 1 {
 		t.Errorf("Diff with max 1 = %d differences", len(d))
+	}
+}
+
+// sliceRows is n rows and a read error at the end, for Walk.
+type sliceRows struct {
+	n, i int
+	err  error
+}
+
+func (r *sliceRows) Next() bool { r.i++; return r.i <= r.n }
+func (r *sliceRows) Err() error { return r.err }
+
+// TestWalk: batches of the given size and a last partial one; fn's error
+// returned as is, a read error as a *ReadError.
+func TestWalk(t *testing.T) {
+	scan := func(b *storecopy.Batch) error {
+		b.ClientKeys = append(b.ClientKeys, storecopy.ClientKey{Fingerprint: "k"})
+		return nil
+	}
+	var sizes []int
+	collect := func(b *storecopy.Batch) error {
+		if b.Table != storecopy.TableClientKeys {
+			t.Fatalf("batch of table %q", b.Table)
+		}
+		sizes = append(sizes, b.Len())
+		return nil
+	}
+	for _, tc := range []struct{ rows, size int }{{0, 10}, {25, 10}, {30, 10}, {3, 1000}} {
+		sizes = nil
+		if err := storecopy.Walk(storecopy.TableClientKeys, tc.size, &sliceRows{n: tc.rows}, scan, collect); err != nil {
+			t.Fatal(err)
+		}
+		total := 0
+		for i, n := range sizes {
+			total += n
+			if n > tc.size || n == 0 || i < len(sizes)-1 && n != tc.size {
+				t.Errorf("%d rows by %d: batches %v", tc.rows, tc.size, sizes)
+			}
+		}
+		if total != tc.rows {
+			t.Errorf("%d rows by %d: batches %v hold %d", tc.rows, tc.size, sizes, total)
+		}
+	}
+	stop := errors.New("target full")
+	if err := storecopy.Walk(storecopy.TableClientKeys, 2, &sliceRows{n: 5}, scan, func(*storecopy.Batch) error { return stop }); err != stop {
+		t.Errorf("fn's error came back as %v", err)
+	}
+	broken := errors.New("disk read")
+	var re *storecopy.ReadError
+	if err := storecopy.Walk(storecopy.TableClientKeys, 2, &sliceRows{n: 1, err: broken}, scan, collect); !errors.As(err, &re) || re.Err != broken {
+		t.Errorf("read error came back as %v", err)
 	}
 }
