@@ -52,7 +52,9 @@ func BenchmarkIngest(b *testing.B) {
 	for _, batch := range []int{1, 100, 1000} {
 		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
 			db := mustOpen(b)
-			ctx := context.Background()
+			// A context that can end, as internal/ingest passes.
+			ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+			defer cancel()
 			items := benchItems(0, b.N*batch, 10000)
 			b.ReportAllocs()
 			b.ResetTimer()
