@@ -31,8 +31,7 @@ import (
 // as they would on a full disk.
 type failingStore struct {
 	*sqlite.DB
-	down     atomic.Bool
-	syncDown atomic.Bool // the commit succeeds, the fsync after it fails
+	down atomic.Bool
 }
 
 func (f *failingStore) Ingest(ctx context.Context, items []*tes.IngestItem) error {
@@ -40,24 +39,6 @@ func (f *failingStore) Ingest(ctx context.Context, items []*tes.IngestItem) erro
 		return fmt.Errorf("sqlite: ingest: %w", syscall.ENOSPC)
 	}
 	return f.DB.Ingest(ctx, items)
-}
-
-// IngestDeferred is the path internal/ingest takes with SQLite; it fails
-// the same way, at the commit, or (with syncDown) at the fsync after it.
-func (f *failingStore) IngestDeferred(ctx context.Context, items []*tes.IngestItem) (func() error, error) {
-	if f.down.Load() {
-		return nil, fmt.Errorf("sqlite: ingest: %w", syscall.ENOSPC)
-	}
-	durable, err := f.DB.IngestDeferred(ctx, items)
-	if err != nil {
-		return nil, err
-	}
-	return func() error {
-		if f.syncDown.Load() {
-			return fmt.Errorf("sqlite: sync: %w", syscall.EIO)
-		}
-		return durable()
-	}, nil
 }
 
 // TestStoreCannotCommit: while the store cannot commit, a report gets
@@ -115,21 +96,6 @@ func TestStoreCannotCommit(t *testing.T) {
 	}
 	if page, _, _ := db.Violations(ctx, tes.ViolationFilter{}); len(page) != 1 {
 		t.Fatalf("%d rows after recovery, want 1", len(page))
-	}
-
-	// The commit goes through but the fsync after it fails: ERROR, never OK;
-	// the client's resend is then stored once.
-	store.syncDown.Store(true)
-	r2 := &tes.Report{ReportID: tes.NewReportID(), Plate: "SYNC1", Speed: 90}
-	if err := c.Send(ctx, r2); !tes1.IsReply(err, tes1.ReplyUnavailable) {
-		t.Fatalf("report whose fsync failed: %v, want ERROR %q", err, tes1.ReplyUnavailable)
-	}
-	store.syncDown.Store(false)
-	if err := c.Send(ctx, r2); err != nil {
-		t.Fatalf("resend after the failed fsync: %v", err)
-	}
-	if page, _, _ := db.Violations(ctx, tes.ViolationFilter{}); len(page) != 2 {
-		t.Fatalf("%d rows after the resend, want 2", len(page))
 	}
 }
 

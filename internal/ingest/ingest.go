@@ -134,40 +134,16 @@ func (b *Batcher) Close() error {
 	return nil
 }
 
-// Deferred is a store that commits a batch in one step and makes it
-// durable in a second (internal/sqlite): the batcher then forms and commits
-// the next batch while the previous one's fsync is on the disk, and one
-// fsync can cover several batches. No item is acknowledged before its
-// batch's durable returned.
-type Deferred interface {
-	IngestDeferred(ctx context.Context, items []*tes.IngestItem) (durable func() error, err error)
-}
-
-// committed is a batch whose transaction has committed and which waits to
-// be made durable and acknowledged.
-type committed struct {
-	batch   []*Ticket
-	durable func() error
-	start   time.Time
-}
-
 func (b *Batcher) run() {
 	defer close(b.done)
-	deferred, _ := b.store.(Deferred)
-	var toAck chan committed
-	var ackerDone chan struct{}
-	if deferred != nil {
-		toAck, ackerDone = make(chan committed, 1), make(chan struct{})
-		go b.acker(toAck, ackerDone)
-		defer func() { close(toAck); <-ackerDone }()
-	}
+	batch := make([]*Ticket, 0, b.maxBatch)
+	items := make([]*tes.IngestItem, 0, b.maxBatch)
 	for {
 		r, ok := <-b.ch
 		if !ok {
 			return
 		}
-		batch := make([]*Ticket, 1, min(b.maxBatch, 64))
-		batch[0] = r
+		batch = append(batch[:0], r)
 	fill:
 		for len(batch) < b.maxBatch {
 			select {
@@ -180,82 +156,29 @@ func (b *Batcher) run() {
 				break fill
 			}
 		}
-		items := make([]*tes.IngestItem, len(batch))
-		for i, r := range batch {
-			items[i] = r.item
+		items = items[:0]
+		for _, r := range batch {
+			items = append(items, r.item)
 		}
 		start := time.Now()
-		if deferred == nil {
-			b.finish(batch, start, b.commit(items, func(ctx context.Context) (func() error, error) {
-				return nil, b.store.Ingest(ctx, items)
-			}))
-			continue
+		err := b.commit(items)
+		if b.obs != nil {
+			b.obs.Committed(len(items), time.Since(start), err)
 		}
-		var durable func() error
-		err := b.commit(items, func(ctx context.Context) (func() error, error) {
-			var err error
-			durable, err = deferred.IngestDeferred(ctx, items)
-			return durable, err
-		})
-		if err != nil {
-			b.finish(batch, start, err)
-			continue
-		}
-		toAck <- committed{batch: batch, durable: durable, start: start}
-	}
-}
-
-// acker makes committed batches durable and acknowledges them, in order.
-// Batches that queued up while an fsync ran are covered by the next one:
-// each durable makes every commit before it durable, so only the last
-// batch's is called.
-func (b *Batcher) acker(in <-chan committed, done chan<- struct{}) {
-	defer close(done)
-	var group []committed
-	for c := range in {
-		group = append(group[:0], c)
-	drain:
-		for {
-			select {
-			case c, ok := <-in:
-				if !ok {
-					break drain
-				}
-				group = append(group, c)
-			default:
-				break drain
-			}
-		}
-		var err error
-		if err = group[len(group)-1].durable(); err != nil {
-			b.log.Error("ingest commit not durable", "batches", len(group), "err", err)
-			err = &tes.Error{Code: tes.EUNAVAILABLE, Message: "The report could not be stored; retry.", Err: err}
-		}
-		for _, c := range group {
-			b.finish(c.batch, c.start, err)
+		for _, r := range batch {
+			r.err = err
+			r.done <- struct{}{}
 		}
 	}
 }
 
-// finish reports a batch's result to the observer and to every waiting
-// ticket.
-func (b *Batcher) finish(batch []*Ticket, start time.Time, err error) {
-	if b.obs != nil {
-		b.obs.Committed(len(batch), time.Since(start), err)
-	}
-	for _, r := range batch {
-		r.err = err
-		r.done <- struct{}{}
-	}
-}
-
-// commit runs one batch's commit step; a failure is retried once, then
-// reported to every item as EUNAVAILABLE (never acknowledged).
-func (b *Batcher) commit(items []*tes.IngestItem, step func(ctx context.Context) (func() error, error)) error {
+// commit writes one batch; a failure is retried once, then reported to
+// every item as EUNAVAILABLE (never acknowledged).
+func (b *Batcher) commit(items []*tes.IngestItem) error {
 	var err error
 	for attempt := 0; attempt < 2; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		_, err = step(ctx)
+		err = b.store.Ingest(ctx, items)
 		cancel()
 		if err == nil {
 			return nil

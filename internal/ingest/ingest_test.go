@@ -3,10 +3,8 @@ package ingest_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -104,115 +102,4 @@ func TestCloseCommitsQueuedThenRefuses(t *testing.T) {
 	if err := b.Submit(context.Background(), &tes.IngestItem{}); err != ingest.ErrClosed {
 		t.Fatalf("Submit after Close = %v, want ErrClosed", err)
 	}
-}
-
-// deferredStore commits at once and makes batches durable only when the
-// test releases them, recording what happened in order.
-type deferredStore struct {
-	tes.ViolationStore
-	mu      sync.Mutex
-	events  []string
-	items   int
-	release chan error // one value per durable call
-	inFsync chan struct{}
-}
-
-func (d *deferredStore) Ingest(context.Context, []*tes.IngestItem) error {
-	panic("the batcher must use IngestDeferred")
-}
-
-func (d *deferredStore) IngestDeferred(_ context.Context, items []*tes.IngestItem) (func() error, error) {
-	d.mu.Lock()
-	d.items += len(items)
-	d.events = append(d.events, fmt.Sprintf("commit (%d items so far)", d.items))
-	d.mu.Unlock()
-	for _, it := range items {
-		it.Outcome = tes.OutcomeStored
-	}
-	return func() error {
-		d.inFsync <- struct{}{}
-		err := <-d.release
-		d.mu.Lock()
-		d.events = append(d.events, fmt.Sprintf("durable: %v", err))
-		d.mu.Unlock()
-		return err
-	}, nil
-}
-
-// TestDeferredDurability: with a store that commits and makes durable in
-// two steps, a report is acknowledged only after the fsync that covers it,
-// the next batch commits while that fsync runs, and an fsync failure is an
-// ERROR for every report it was to cover.
-func TestDeferredDurability(t *testing.T) {
-	d := &deferredStore{release: make(chan error), inFsync: make(chan struct{}, 1)}
-	b := ingest.New(d, quiet, 0, nil)
-	defer b.Close()
-	ctx := context.Background()
-
-	acked := make(chan string, 3)
-	wait := func(name string, tk *ingest.Ticket) {
-		go func() {
-			if err := tk.Wait(ctx); err != nil {
-				acked <- name + ": " + err.Error()
-			} else {
-				acked <- name
-			}
-		}()
-	}
-	first, err := b.Enqueue(ctx, &tes.IngestItem{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wait("first", first)
-	<-d.inFsync // the first batch committed; its fsync is running
-	for _, name := range []string{"second", "third"} {
-		tk, err := b.Enqueue(ctx, &tes.IngestItem{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		wait(name, tk)
-	}
-	// The later reports commit while the first fsync runs.
-	waitFor(t, func() bool { d.mu.Lock(); defer d.mu.Unlock(); return d.items == 3 })
-	select {
-	case a := <-acked:
-		t.Fatalf("%s acknowledged before any fsync finished", a)
-	case <-time.After(50 * time.Millisecond):
-	}
-	d.release <- nil // the first batch is durable
-	if a := <-acked; a != "first" {
-		t.Fatalf("after the first fsync: %s, want first", a)
-	}
-	select {
-	case a := <-acked:
-		t.Fatalf("%s acknowledged before an fsync that covers it", a)
-	case <-time.After(50 * time.Millisecond):
-	}
-	// Every fsync from now on fails: the reports it was to cover get an
-	// error, never an acknowledgement.
-	go func() {
-		for range d.inFsync {
-			d.release <- errors.New("EIO")
-		}
-	}()
-	for range 2 {
-		if a := <-acked; !strings.Contains(a, "could not be stored") {
-			t.Fatalf("after a failed fsync: %q, want an error", a)
-		}
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.events[0] != "commit (1 items so far)" || d.events[1] == "durable: <nil>" {
-		t.Fatalf("the next commit did not overlap the first fsync:\n%s", strings.Join(d.events, "\n"))
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatal("condition not met in 5 s")
 }
