@@ -260,6 +260,9 @@ func TestBrowserOfflineQueue(t *testing.T) {
 		b.waitState(id, outbox.StateQueued)
 	}
 	b.waitJS("the offline state", `document.getElementById('conn-state').className.includes('conn-offline')`)
+	// The first send after the stop may find the old connection closed
+	// ("lost"); the retry that follows at once finds nothing listening.
+	b.waitJS("the server reported unreachable", `document.querySelector('.status-panel').innerText.includes('unreachable')`)
 	b.wantText(".status-panel", "Offline", "unreachable")
 	b.wantText(`tr[data-report="`+ids[0]+`"]`, "Queued on this device")
 	if n := len(c.entries(t, "police1", addr)); n != 3 {
