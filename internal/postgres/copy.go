@@ -11,6 +11,7 @@ import (
 
 	"github.com/tes-traffic/tes"
 	"github.com/tes-traffic/tes/internal/storecopy"
+	"github.com/tes-traffic/tes/internal/storekit"
 )
 
 // The PostgreSQL store is a storecopy.Target (and so a Source): `tes store
@@ -193,7 +194,7 @@ func (db *DB) Import(ctx context.Context, b *storecopy.Batch) error {
 	case storecopy.TableUsers:
 		cols = []string{"name", "role", "password_hash", "disabled", "must_change_pass", "failed_logins", "locked_until", "created_at", "updated_at"}
 		for _, u := range b.Users {
-			if err := validateUser(u); err != nil {
+			if err := storekit.ValidateUser(u); err != nil {
 				return err
 			}
 			rows = append(rows, []any{u.Name, string(u.Role), u.PasswordHash, u.Disabled, u.MustChangePass, u.FailedLogins,

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tes-traffic/tes"
+	"github.com/tes-traffic/tes/internal/storekit"
 )
 
 const userColumns = `name, role, password_hash, disabled, must_change_pass, failed_logins, locked_until, created_at, updated_at`
@@ -27,25 +28,12 @@ func scanUser(row pgx.Row) (*tes.User, error) {
 	return &u, nil
 }
 
-func validateUser(u *tes.User) error {
-	if err := tes.ValidateUsername(u.Name); err != nil {
-		return err
-	}
-	if r, err := tes.ParseRole(string(u.Role)); err != nil || r != u.Role {
-		return tes.Errorf(tes.EINVALID, "Unknown role %q: use police, officer or admin.", u.Role)
-	}
-	if u.FailedLogins < 0 {
-		return tes.Errorf(tes.EINVALID, "Failed sign-ins cannot be negative.")
-	}
-	return nil
-}
-
 // CreateUser adds u and appends events, in one transaction. It sets
 // CreatedAt and UpdatedAt to now when they are zero. Errors: EINVALID for a
 // bad name or role, ECONFLICT if the name is taken (on any node). Names are
 // case-sensitive.
 func (db *DB) CreateUser(ctx context.Context, u *tes.User, events ...*tes.Event) error {
-	if err := validateUser(u); err != nil {
+	if err := storekit.ValidateUser(u); err != nil {
 		return err
 	}
 	now := tes.AuditTime(db.now())
@@ -126,18 +114,11 @@ func (db *DB) UpdateUser(ctx context.Context, name string, fn func(*tes.User) er
 		} else if err != nil {
 			return err
 		}
-		before := *u
-		if err := fn(u); err != nil {
-			return userError{err}
-		}
-		if u.Name != name {
-			return tes.Errorf(tes.EINVALID, "A user cannot be renamed.")
-		}
-		if err := validateUser(u); err != nil {
+		signOut, fnErr, err := storekit.UpdateUser(u, fn, db.now())
+		if fnErr != nil {
+			return userError{fnErr}
+		} else if err != nil {
 			return err
-		}
-		if u.UpdatedAt.Equal(before.UpdatedAt) {
-			u.UpdatedAt = db.now()
 		}
 		_, err = tx.Exec(ctx, `UPDATE users SET role = $1, password_hash = $2, disabled = $3, must_change_pass = $4,
 			failed_logins = $5, locked_until = $6, created_at = $7, updated_at = $8 WHERE name = $9`,
@@ -146,7 +127,7 @@ func (db *DB) UpdateUser(ctx context.Context, name string, fn func(*tes.User) er
 		if err != nil {
 			return err
 		}
-		if u.PasswordHash != before.PasswordHash || u.Disabled && !before.Disabled {
+		if signOut {
 			if _, err := tx.Exec(ctx, `DELETE FROM web_sessions WHERE user_name = $1`, name); err != nil {
 				return err
 			}

@@ -6,6 +6,7 @@ import (
 	"errors"
 
 	"github.com/tes-traffic/tes"
+	"github.com/tes-traffic/tes/internal/storekit"
 )
 
 const userColumns = `name, role, password_hash, disabled, must_change_pass, failed_logins, locked_until, created_at, updated_at`
@@ -30,25 +31,12 @@ func scanUser(sc scanner) (*tes.User, error) {
 	return &u, nil
 }
 
-func validateUser(u *tes.User) error {
-	if err := tes.ValidateUsername(u.Name); err != nil {
-		return err
-	}
-	if r, err := tes.ParseRole(string(u.Role)); err != nil || r != u.Role {
-		return tes.Errorf(tes.EINVALID, "Unknown role %q: use police, officer or admin.", u.Role)
-	}
-	if u.FailedLogins < 0 {
-		return tes.Errorf(tes.EINVALID, "Failed sign-ins cannot be negative.")
-	}
-	return nil
-}
-
 // CreateUser adds u and appends events, in one write transaction. It sets
 // CreatedAt and UpdatedAt to now when they are zero. Errors: EINVALID for a
 // bad name or role, ECONFLICT if the name is taken. Names are
 // case-sensitive.
 func (db *DB) CreateUser(ctx context.Context, u *tes.User, events ...*tes.Event) error {
-	if err := validateUser(u); err != nil {
+	if err := storekit.ValidateUser(u); err != nil {
 		return err
 	}
 	now := tes.AuditTime(db.now())
@@ -129,18 +117,11 @@ func (db *DB) UpdateUser(ctx context.Context, name string, fn func(*tes.User) er
 		} else if err != nil {
 			return err
 		}
-		before := *u
-		if err := fn(u); err != nil {
-			return userError{err}
-		}
-		if u.Name != name {
-			return tes.Errorf(tes.EINVALID, "A user cannot be renamed.")
-		}
-		if err := validateUser(u); err != nil {
+		signOut, fnErr, err := storekit.UpdateUser(u, fn, db.now())
+		if fnErr != nil {
+			return userError{fnErr}
+		} else if err != nil {
 			return err
-		}
-		if u.UpdatedAt.Equal(before.UpdatedAt) {
-			u.UpdatedAt = db.now()
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE users SET role = ?, password_hash = ?, disabled = ?, must_change_pass = ?,
 			failed_logins = ?, locked_until = ?, created_at = ?, updated_at = ? WHERE name = ?`,
@@ -149,7 +130,7 @@ func (db *DB) UpdateUser(ctx context.Context, name string, fn func(*tes.User) er
 		if err != nil {
 			return err
 		}
-		if u.PasswordHash != before.PasswordHash || u.Disabled && !before.Disabled {
+		if signOut {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM web_sessions WHERE user = ?`, name); err != nil {
 				return err
 			}

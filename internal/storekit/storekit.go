@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tes-traffic/tes"
 )
@@ -136,4 +137,42 @@ func DriversPage(ctx context.Context, f tes.DriverFilter, src DriverSource) ([]*
 			return out, "", nil
 		}
 	}
+}
+
+// ValidateUser checks what both stores require of an account row.
+func ValidateUser(u *tes.User) error {
+	if err := tes.ValidateUsername(u.Name); err != nil {
+		return err
+	}
+	if r, err := tes.ParseRole(string(u.Role)); err != nil || r != u.Role {
+		return tes.Errorf(tes.EINVALID, "Unknown role %q: use police, officer or admin.", u.Role)
+	}
+	if u.FailedLogins < 0 {
+		return tes.Errorf(tes.EINVALID, "Failed sign-ins cannot be negative.")
+	}
+	return nil
+}
+
+// UpdateUser applies fn to u, the row a store read inside its update
+// transaction, with the rules of tes.UserStore.UpdateUser: fn may not
+// rename the user, the result must be valid, UpdatedAt left unchanged
+// becomes now. fnErr is fn's own error (the store returns it as is); err is
+// a rule broken. signOut reports that the password hash changed or the
+// account was disabled, so the store must delete the user's web sessions in
+// the same transaction.
+func UpdateUser(u *tes.User, fn func(*tes.User) error, now time.Time) (signOut bool, fnErr, err error) {
+	before := *u
+	if err := fn(u); err != nil {
+		return false, err, nil
+	}
+	if u.Name != before.Name {
+		return false, nil, tes.Errorf(tes.EINVALID, "A user cannot be renamed.")
+	}
+	if err := ValidateUser(u); err != nil {
+		return false, nil, err
+	}
+	if u.UpdatedAt.Equal(before.UpdatedAt) {
+		u.UpdatedAt = now
+	}
+	return u.PasswordHash != before.PasswordHash || u.Disabled && !before.Disabled, nil, nil
 }
