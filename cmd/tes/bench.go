@@ -59,7 +59,12 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	if !*asJSON {
 		fmt.Fprintf(env.Stderr, "preparing %s bench: %d connections...\n", cfg.Mode, cfg.Conns)
 	}
+	stop, err := startCPUProfile(env)
+	if err != nil {
+		return err
+	}
 	res, err := bench.Run(ctx, cfg)
+	stop()
 	if err != nil {
 		return err
 	}

@@ -118,18 +118,29 @@ func runOfficer(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	// TES_CPUPROFILE=FILE writes a CPU profile of the whole run (for
-	// performance work: go tool pprof FILE).
-	if path := env.Getenv("TES_CPUPROFILE"); path != "" {
-		f, err := os.Create(path)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stop, err := startCPUProfile(env)
+	if err != nil {
+		return err
 	}
+	defer stop()
 	return srv.Run(ctx)
+}
+
+// startCPUProfile writes a CPU profile of the whole run to the file
+// TES_CPUPROFILE names, when it is set (for performance work on tes officer
+// and tes bench: go tool pprof FILE). The returned func ends it.
+func startCPUProfile(env *Env) (stop func(), err error) {
+	path := env.Getenv("TES_CPUPROFILE")
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
