@@ -15,6 +15,9 @@ const (
 	StatusRejected Status = "REJECTED"
 )
 
+// Statuses lists every review state, in the order a violation passes them.
+var Statuses = []Status{StatusPending, StatusApproved, StatusRejected}
+
 // ParseStatus accepts a status in any case ("pending", "APPROVED").
 func ParseStatus(s string) (Status, error) {
 	switch st := Status(strings.ToUpper(strings.TrimSpace(s))); st {

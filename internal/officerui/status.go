@@ -56,7 +56,7 @@ func (ui *UI) statusPage(w http.ResponseWriter, r *http.Request) {
 		ui.pageError(w, r, err)
 		return
 	}
-	for _, s := range []tes.Status{tes.StatusPending, tes.StatusApproved, tes.StatusRejected} {
+	for _, s := range tes.Statuses {
 		d.Counts = append(d.Counts, countRow{s, counts[s]})
 		d.Total += counts[s]
 	}

@@ -13,10 +13,15 @@ type PlanCase struct {
 	// OrderedScan allows the first page (no cursor, no filter) to be a
 	// SCAN of the index in order: LIMIT stops it after one page.
 	OrderedScan bool
+	// Merged: the page merges one range of Index per status; the plan
+	// sorts only those bounded pages (MERGE (UNION ALL)).
+	Merged bool
 	Query       func(withCursor bool, key, id int64) (string, []any, error)
 }
 
 func withScan(c PlanCase) PlanCase { c.OrderedScan = true; return c }
+
+func merged(c PlanCase) PlanCase { c.Merged = true; return c }
 
 // PlanCases returns the SQL that Violations and Drivers run for their main
 // shapes, built by the same code.
@@ -41,10 +46,11 @@ func PlanCases(db *DB) []PlanCase {
 		v("plate, fastest first", idxPlate, false, tes.ViolationFilter{Plate: "AB-123-CD", Sort: "speed"}),
 		v("reporter, newest first", idxReporter, true, tes.ViolationFilter{ReportedBy: "unit7"}),
 		v("reporter and status, newest first", idxReporter, true, tes.ViolationFilter{ReportedBy: "unit7", Status: tes.StatusPending}),
-		v("time range, newest first", idxReceived, true, tes.ViolationFilter{From: fromMicros(1), To: fromMicros(1 << 60)}),
-		v("speed range, fastest first", idxSpeed, true, tes.ViolationFilter{Sort: "speed", MinSpeed: 80}),
-		withScan(v("no filter, newest first", idxReceived, true, tes.ViolationFilter{})),
-		withScan(v("no filter, fastest first", idxSpeed, true, tes.ViolationFilter{Sort: "speed"})),
+		merged(v("time range, newest first", idxStatusReceived, true, tes.ViolationFilter{From: fromMicros(1), To: fromMicros(1 << 60)})),
+		merged(v("speed range, fastest first", idxStatusSpeed, true, tes.ViolationFilter{Sort: "speed", MinSpeed: 80})),
+		merged(v("no filter, newest first", idxStatusReceived, true, tes.ViolationFilter{})),
+		merged(v("no filter, oldest first", idxStatusReceived, true, tes.ViolationFilter{Sort: "time_asc"})),
+		merged(v("no filter, fastest first", idxStatusSpeed, true, tes.ViolationFilter{Sort: "speed"})),
 		{Name: "drivers, newest first", Index: "drivers_updated", NoSort: true, OrderedScan: true, Query: func(withCursor bool, key, id int64) (string, []any, error) {
 			var after *storekit.DriverCursor
 			if withCursor {

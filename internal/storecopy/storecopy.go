@@ -267,7 +267,7 @@ func Copy(ctx context.Context, src Source, dst Target, opt Options) (*Summary, e
 			if err1 != nil || err2 != nil {
 				return sum, fmt.Errorf("count by status: %v %v", err1, err2)
 			}
-			for _, st := range []tes.Status{tes.StatusPending, tes.StatusApproved, tes.StatusRejected} {
+			for _, st := range tes.Statuses {
 				if a[st] != b[st] {
 					problems = append(problems, fmt.Sprintf("%s violations: %d in the source, %d in the target", st, a[st], b[st]))
 				}
