@@ -27,14 +27,69 @@ type ClientConfig struct {
 	Fingerprint string
 	// ServerName is the pin's name; default the dialled address.
 	ServerName string
-	// ClientKey signs reports; a fresh RSA-2048 key is generated when nil.
+	// ClientKey signs reports; a fresh RSA-2048 key is generated when nil
+	// (and Session does not name one).
 	ClientKey *rsa.PrivateKey
 	// Timeout bounds each request and the connect; default 30 s.
 	Timeout time.Duration
 	// LocalAddr, if set, is the source address to connect from (the load
 	// generator spreads connections over several loopback addresses).
 	LocalAddr *net.TCPAddr
-	Rand      io.Reader
+	// Session, if set, is the SESSION request to send, made ahead by
+	// PrepareSession for the server key this Dial expects: the load
+	// generator pays for the RSA-OAEP encryption before its clock starts.
+	// Dial fails if the server shows another key. Use each one once: the
+	// server refuses a SESSION it has seen.
+	Session *PreparedSession
+	Rand    io.Reader
+}
+
+// PreparedSession is a SESSION request made before Dial (see
+// ClientConfig.Session): a fresh DES key encrypted to one server key.
+type PreparedSession struct {
+	serverPEM   string
+	fingerprint string
+	clientKey   *rsa.PrivateKey
+	cipher      *legacy.SessionCipher
+	payload     string
+}
+
+// PrepareSession makes a SESSION request for the server whose HANDSHAKE
+// carried serverPEM (see Client.ServerKeyPEM), from a fresh DES key drawn
+// from rnd, presenting clientKey's public key.
+func PrepareSession(rnd io.Reader, serverPEM string, clientKey *rsa.PrivateKey) (*PreparedSession, error) {
+	serverKey, der, err := legacy.ParsePublicKeyPEM(serverPEM)
+	if err != nil {
+		return nil, fmt.Errorf("server key: %w", err)
+	}
+	ps := &PreparedSession{serverPEM: serverPEM, fingerprint: legacy.Fingerprint(der), clientKey: clientKey}
+	if ps.cipher, ps.payload, err = sessionRequest(rnd, serverKey, legacy.MarshalPublicKeyPEM(&clientKey.PublicKey)); err != nil {
+		return nil, err
+	}
+	return ps, nil
+}
+
+// sessionRequest draws a DES session key and returns its cipher and the
+// SESSION payload that carries it, encrypted to serverKey.
+func sessionRequest(rnd io.Reader, serverKey *rsa.PublicKey, clientPEM string) (*legacy.SessionCipher, string, error) {
+	desKey := make([]byte, legacy.DESKeySize)
+	defer clear(desKey)
+	if _, err := io.ReadFull(rnd, desKey); err != nil {
+		return nil, "", err
+	}
+	ciph, err := legacy.NewSessionCipher(desKey)
+	if err != nil {
+		return nil, "", err
+	}
+	ek, err := legacy.EncryptKey(rnd, serverKey, desKey)
+	if err != nil {
+		return nil, "", err
+	}
+	inner := append([]byte(`{"encrypted_key": `), AppendPyString(nil, hex.EncodeToString(ek))...)
+	inner = append(inner, `, "client_public_key": `...)
+	inner = AppendPyString(inner, clientPEM)
+	inner = append(inner, '}')
+	return ciph, string(inner), nil
 }
 
 // Client is a TES/1 client connection: one session, strictly one request
@@ -46,6 +101,7 @@ type Client struct {
 	cipher      *legacy.SessionCipher
 	key         *rsa.PrivateKey
 	Fingerprint string // the server's key fingerprint
+	serverPEM   string
 	FirstUse    bool   // the key was pinned by this Dial
 	out, plain  []byte
 }
@@ -77,6 +133,12 @@ func Dial(ctx context.Context, addr string, cfg ClientConfig) (*Client, error) {
 		cfg.ServerName = addr
 	}
 	key := cfg.ClientKey
+	if ps := cfg.Session; ps != nil {
+		if key != nil && !key.PublicKey.Equal(&ps.clientKey.PublicKey) {
+			return nil, errors.New("tes1: the prepared session presents another client key")
+		}
+		key = ps.clientKey
+	}
 	if key == nil {
 		var err error
 		if key, err = legacy.GenerateRSAKey(cfg.Rand); err != nil {
@@ -111,11 +173,25 @@ func (c *Client) handshake(ctx context.Context) error {
 	if m.Type != TypeHandshake || !ok {
 		return fmt.Errorf("expected HANDSHAKE, got %q", m.Type)
 	}
-	serverKey, der, err := legacy.ParsePublicKeyPEM(pemText)
-	if err != nil {
-		return fmt.Errorf("server key: %w", err)
+	c.serverPEM = pemText
+	var serverKey *rsa.PublicKey
+	if ps := c.cfg.Session; ps != nil {
+		// The same PEM text is the same key: no need to parse it again.
+		if ps.serverPEM != pemText {
+			seen := "(unparsable)"
+			if _, der, err := legacy.ParsePublicKeyPEM(pemText); err == nil {
+				seen = legacy.Fingerprint(der)
+			}
+			return &pins.ChangedError{Server: c.cfg.ServerName, Pinned: ps.fingerprint, Seen: seen, File: "(prepared session)"}
+		}
+		c.Fingerprint = ps.fingerprint
+	} else {
+		var der []byte
+		if serverKey, der, err = legacy.ParsePublicKeyPEM(pemText); err != nil {
+			return fmt.Errorf("server key: %w", err)
+		}
+		c.Fingerprint = legacy.Fingerprint(der)
 	}
-	c.Fingerprint = legacy.Fingerprint(der)
 	if c.cfg.Fingerprint != "" {
 		if c.cfg.Fingerprint != c.Fingerprint {
 			return &pins.ChangedError{Server: c.cfg.ServerName, Pinned: c.cfg.Fingerprint, Seen: c.Fingerprint, File: "(expected fingerprint)"}
@@ -123,24 +199,18 @@ func (c *Client) handshake(ctx context.Context) error {
 	} else if c.FirstUse, err = c.cfg.Pins.Check(c.cfg.ServerName, c.Fingerprint); err != nil {
 		return err
 	}
-	desKey := make([]byte, legacy.DESKeySize)
-	if _, err := io.ReadFull(c.cfg.Rand, desKey); err != nil {
+	payload := ""
+	if ps := c.cfg.Session; ps != nil {
+		c.cipher, payload = ps.cipher, ps.payload
+	} else if c.cipher, payload, err = sessionRequest(c.cfg.Rand, serverKey, legacy.MarshalPublicKeyPEM(&c.key.PublicKey)); err != nil {
 		return err
 	}
-	if c.cipher, err = legacy.NewSessionCipher(desKey); err != nil {
-		return err
-	}
-	ek, err := legacy.EncryptKey(c.cfg.Rand, serverKey, desKey)
-	clear(desKey)
-	if err != nil {
-		return err
-	}
-	inner := append([]byte(`{"encrypted_key": `), AppendPyString(nil, hex.EncodeToString(ek))...)
-	inner = append(inner, `, "client_public_key": `...)
-	inner = AppendPyString(inner, legacy.MarshalPublicKeyPEM(&c.key.PublicKey))
-	inner = append(inner, '}')
-	return c.roundTrip(ctx, TypeSession, string(inner), "")
+	return c.roundTrip(ctx, TypeSession, payload, "")
 }
+
+// ServerKeyPEM is the server's public key as its HANDSHAKE sent it (for
+// PrepareSession).
+func (c *Client) ServerKeyPEM() string { return c.serverPEM }
 
 // Login authenticates the session.
 func (c *Client) Login(ctx context.Context, user, password string) error {

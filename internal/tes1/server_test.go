@@ -689,6 +689,59 @@ func TestClientRefusesChangedKey(t *testing.T) {
 	c.Close()
 }
 
+// TestPreparedSession: a SESSION made ahead with PrepareSession opens a
+// session that logs in and reports; used twice it is a replay; against a
+// server with another key Dial refuses before sending it.
+func TestPreparedSession(t *testing.T) {
+	h := mustStart(t, nil, nil)
+	ctx := context.Background()
+	first := h.login(t, "police1")
+	serverPEM := first.ServerKeyPEM()
+	first.Close()
+	_, ck := testKeys(t)
+	ps, err := tes1.PrepareSession(rand.Reader, serverPEM, ck)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := tes1.ClientConfig{Fingerprint: h.srv.Fingerprint(), Session: ps}
+	c, err := tes1.Dial(ctx, h.addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Login(ctx, "police1", "password"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Send(ctx, &tes.Report{Plate: "PREP1", Speed: 99}); err != nil {
+		t.Fatalf("report over a prepared session: %v", err)
+	}
+	c.Close()
+	if n := h.count(t); n != 1 {
+		t.Fatalf("stored %d, want 1", n)
+	}
+	// The same prepared session again is a replayed SESSION.
+	if _, err := tes1.Dial(ctx, h.addr, cfg); !tes1.IsReply(err, tes1.ReplySessionReplay) {
+		t.Fatalf("prepared session used twice: %v, want %q", err, tes1.ReplySessionReplay)
+	}
+	// A prepared session names another client key than ClientKey: refused.
+	other, err := legacy.GenerateRSAKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tes1.Dial(ctx, h.addr, tes1.ClientConfig{Fingerprint: h.srv.Fingerprint(), Session: ps, ClientKey: other}); err == nil {
+		t.Fatal("a prepared session with another client key was sent")
+	}
+	// A server with another key: refused before the SESSION is sent.
+	h2 := mustStart(t, other, nil)
+	before := h2.srv.Stats.Sessions.Load()
+	if _, err := tes1.Dial(ctx, h2.addr, tes1.ClientConfig{Session: ps, Fingerprint: h.srv.Fingerprint()}); !pins.IsChanged(err) || !strings.Contains(err.Error(), h2.srv.Fingerprint()) {
+		t.Fatalf("prepared session against another server key: %v", err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if h2.srv.Stats.Sessions.Load() != before || h2.srv.Stats.SessionsFailed.Load() != 0 {
+		t.Fatal("the prepared SESSION reached a server with another key")
+	}
+}
+
 func TestShutdownFinishesInFlight(t *testing.T) {
 	h := mustStart(t, nil, nil)
 	c := h.login(t, "police1")
