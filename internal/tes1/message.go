@@ -12,6 +12,7 @@
 package tes1
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -70,6 +71,9 @@ func (m *Message) PayloadString() (string, bool) {
 	if len(m.Payload) == 0 || m.Payload[0] != '"' {
 		return "", false
 	}
+	if plain, ok := plainString(m.Payload); ok {
+		return string(plain), true
+	}
 	var s string
 	if err := json.Unmarshal(m.Payload, &s); err != nil {
 		return "", false
@@ -83,6 +87,9 @@ func ParseMessage(frame []byte) (*Message, error) {
 	if !utf8.Valid(frame) {
 		return nil, fmt.Errorf("tes1: message is not UTF-8")
 	}
+	if m, ok := parseCanonical(frame); ok {
+		return m, nil
+	}
 	var m Message
 	if err := json.Unmarshal(frame, &m); err != nil {
 		return nil, fmt.Errorf("tes1: %w", err)
@@ -91,6 +98,71 @@ func ParseMessage(frame []byte) (*Message, error) {
 		return nil, fmt.Errorf("tes1: message has no type")
 	}
 	return &m, nil
+}
+
+// parseCanonical decodes frame without encoding/json when it has exactly
+// the shape AppendMessage and the original's json.dumps write,
+// {"type": S, "payload": S[, "signature": S]}, and no string holds an
+// escape or a control character: every DATA message of a TES/1 client
+// (hex payload and signature). Anything else returns false, and
+// ParseMessage decodes it with encoding/json; FuzzParseMessage checks
+// that both give the same Message. frame is valid UTF-8.
+func parseCanonical(frame []byte) (*Message, bool) {
+	rest, ok := bytes.CutPrefix(frame, []byte(`{"type": `))
+	if !ok {
+		return nil, false
+	}
+	typ, rest, ok := cutPlainString(rest)
+	if !ok || len(typ) == 2 {
+		return nil, false
+	}
+	if rest, ok = bytes.CutPrefix(rest, []byte(`, "payload": `)); !ok {
+		return nil, false
+	}
+	payload, rest, ok := cutPlainString(rest)
+	if !ok {
+		return nil, false
+	}
+	m := &Message{Type: string(typ[1 : len(typ)-1]), Payload: json.RawMessage(bytes.Clone(payload))}
+	if sig, ok := bytes.CutPrefix(rest, []byte(`, "signature": `)); ok {
+		var s []byte
+		if s, rest, ok = cutPlainString(sig); !ok {
+			return nil, false
+		}
+		str := string(s[1 : len(s)-1])
+		m.Signature = &str
+	}
+	if len(rest) != 1 || rest[0] != '}' {
+		return nil, false
+	}
+	return m, true
+}
+
+// cutPlainString cuts a JSON string with no escape and no control
+// character from the front of b: quoted is it with its quotes.
+func cutPlainString(b []byte) (quoted, rest []byte, ok bool) {
+	if len(b) == 0 || b[0] != '"' {
+		return nil, nil, false
+	}
+	for i := 1; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			return b[:i+1], b[i+1:], true
+		case c == '\\' || c < 0x20:
+			return nil, nil, false
+		}
+	}
+	return nil, nil, false
+}
+
+// plainString returns the contents of the JSON string quoted when it needs
+// no decoding: valid UTF-8 with no escape and no control character.
+func plainString(quoted []byte) ([]byte, bool) {
+	q, rest, ok := cutPlainString(quoted)
+	if !ok || len(rest) != 0 || !utf8.Valid(q) {
+		return nil, false
+	}
+	return q[1 : len(q)-1], true
 }
 
 // AppendMessage appends the message exactly as the original's Python
