@@ -10,11 +10,12 @@ import (
 )
 
 // statsQuery groups the violations received at or after $1 by UTC hour and
-// by speed bucket in one pass over the range of violations_received from
-// $1 on, so the work is bounded by the period asked for.
+// by speed bucket in one pass over the range of violations_status_received
+// from $1 on for each status, so the work is bounded by the period asked
+// for.
 const statsQuery = `SELECT date_trunc('hour', received_at AT TIME ZONE 'UTC') AS hour, speed / $2 AS bucket, count(*)
 	FROM violations
-	WHERE received_at >= $1
+	WHERE status IN ('PENDING', 'APPROVED', 'REJECTED') AND received_at >= $1
 	GROUP BY hour, bucket`
 
 // ViolationStats aggregates the violations received at or after since, of

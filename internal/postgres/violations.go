@@ -94,8 +94,11 @@ func (p *params) add(v any) string {
 
 // violationsQuery builds the SQL for one page of f. The keyset condition
 // is a row-value comparison on (key, id), which PostgreSQL turns into a
-// range bound on the (…, key, id) indexes of the migration; the planner
-// picks the index.
+// range bound on the (…, key, id) indexes of the migrations; the planner
+// picks the index. With no plate, reporter or status filter, the page is
+// the merge of one page of each status (UNION ALL of three LIMITed
+// subqueries, each a range of a status index): there is no index led by
+// received_at or speed alone (migration 0004).
 func (db *DB) violationsQuery(f *tes.ViolationFilter, limit int) (string, []any, error) {
 	var keyCol string
 	desc := true
@@ -136,9 +139,6 @@ func (db *DB) violationsQuery(f *tes.ViolationFilter, limit int) (string, []any,
 	if f.ReportedBy != "" {
 		where = append(where, "v.reported_by = "+p.add(f.ReportedBy))
 	}
-	if status != "" {
-		where = append(where, "v.status = "+p.add(string(status)))
-	}
 	if !f.From.IsZero() {
 		where = append(where, "v.received_at >= "+p.add(ts(f.From)))
 	}
@@ -162,17 +162,36 @@ func (db *DB) violationsQuery(f *tes.ViolationFilter, limit int) (string, []any,
 		}
 		where = append(where, "(v."+keyCol+", v.id) "+cmp+" ("+p.add(key)+", "+p.add(f.After.ID)+")")
 	}
-
-	var b strings.Builder
-	b.WriteString("SELECT ")
-	b.WriteString(violationColumns)
-	b.WriteString(" FROM violations v")
-	b.WriteString(violationJoin)
-	if len(where) > 0 {
-		b.WriteString(" WHERE ")
-		b.WriteString(strings.Join(where, " AND "))
+	lim := p.add(limit)
+	// page is one page of the rows that match where, in the page's order.
+	page := func(b *strings.Builder, where []string) {
+		b.WriteString("SELECT ")
+		b.WriteString(violationColumns)
+		b.WriteString(" FROM violations v")
+		b.WriteString(violationJoin)
+		if len(where) > 0 {
+			b.WriteString(" WHERE ")
+			b.WriteString(strings.Join(where, " AND "))
+		}
+		fmt.Fprintf(b, " ORDER BY v.%s %s, v.id %s LIMIT %s", keyCol, dir, dir, lim)
 	}
-	fmt.Fprintf(&b, " ORDER BY v.%s %s, v.id %s LIMIT %s", keyCol, dir, dir, p.add(limit))
+	var b strings.Builder
+	if status != "" {
+		where = append(where, "v.status = "+p.add(string(status)))
+	}
+	if status != "" || f.Plate != "" || f.ReportedBy != "" {
+		page(&b, where)
+		return b.String(), p, nil
+	}
+	for i, st := range tes.Statuses {
+		if i > 0 {
+			b.WriteString(" UNION ALL ")
+		}
+		b.WriteString("(")
+		page(&b, append(where[:len(where):len(where)], "v.status = "+p.add(string(st))))
+		b.WriteString(")")
+	}
+	fmt.Fprintf(&b, " ORDER BY %s %s, id %s LIMIT %s", keyCol, dir, dir, lim)
 	return b.String(), p, nil
 }
 
