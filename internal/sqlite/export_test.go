@@ -16,7 +16,7 @@ type PlanCase struct {
 	// Merged: the page merges one range of Index per status; the plan
 	// sorts only those bounded pages (MERGE (UNION ALL)).
 	Merged bool
-	Query       func(withCursor bool, key, id int64) (string, []any, error)
+	Query  func(withCursor bool, key, id int64) (string, []any, error)
 }
 
 func withScan(c PlanCase) PlanCase { c.OrderedScan = true; return c }

@@ -101,8 +101,8 @@ type Client struct {
 	cipher      *legacy.SessionCipher
 	key         *rsa.PrivateKey
 	Fingerprint string // the server's key fingerprint
-	serverPEM   string
 	FirstUse    bool   // the key was pinned by this Dial
+	serverPEM   string // the HANDSHAKE's key, as sent
 	out, plain  []byte
 }
 
