@@ -230,7 +230,9 @@ func BenchmarkQueuePage(b *testing.B) {
 	for _, bc := range []struct{ name, path string }{
 		{"pending-newest", "/dashboard"},
 		{"pending-fastest", "/dashboard?sort=speed"},
+		{"all-newest", "/dashboard?status=all"},
 		{"all-oldest", "/dashboard?status=all&sort=time_asc"},
+		{"all-fastest", "/dashboard?status=all&sort=speed"},
 		{"band-100+", "/dashboard?band=100%2B"},
 		{"plate", "/dashboard?status=all&plate=" + url.QueryEscape(benchPlate(f.drivers/2))},
 		{"deep-page", "/dashboard?sort=speed&after=" + url.QueryEscape("100."+strconv.FormatInt(mid, 10))},
