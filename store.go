@@ -36,7 +36,11 @@ func (o IngestOutcome) String() string {
 // server processes that share one database.
 type IngestItem struct {
 	SessionDigest []byte // TES/1 SESSION: SHA-256 of encrypted_key
-	MessageDigest []byte // DATA: SHA-256 of the signed bytes (replay guard); required with Report
+	// MessageDigest is, for a TES/1 DATA, the SHA-256 of the signed bytes:
+	// the replay guard, required. A TLS-suite report has none: TLS refuses
+	// a replayed record, and a resend after a lost reply is a duplicate by
+	// report_id.
+	MessageDigest []byte
 	Report        *Report
 	ReceivedAt    time.Time
 

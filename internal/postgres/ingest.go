@@ -96,10 +96,10 @@ func (db *DB) prepareIngest(row *ingestRow, it *tes.IngestItem, now time.Time) e
 	if it.SessionDigest != nil {
 		return tes.Errorf(tes.EINVALID, "An ingest item is either a session claim or a report, not both.")
 	}
-	if len(it.MessageDigest) != sha256.Size {
-		return tes.Errorf(tes.EINVALID, "A report needs its 32-byte message digest.")
-	}
 	r := it.Report
+	if len(it.MessageDigest) != sha256.Size && !(it.MessageDigest == nil && r.Suite == tes.SuiteTLS) {
+		return tes.Errorf(tes.EINVALID, "A TES/1 report needs its 32-byte message digest.")
+	}
 	plate, err := tes.NormalizePlate(r.Plate)
 	if err != nil {
 		return err
@@ -215,12 +215,14 @@ func (db *DB) ingestTx(ctx context.Context, conn *pgx.Conn, rows []ingestRow) er
 	)
 	for i := range rows {
 		row := &rows[i]
-		if _, dup := first[string(row.digest)]; dup {
-			row.outcome = tes.OutcomeReplay
-			continue
+		if row.digest != nil { // a TLS-suite report has none (tes.IngestItem)
+			if _, dup := first[string(row.digest)]; dup {
+				row.outcome = tes.OutcomeReplay
+				continue
+			}
+			first[string(row.digest)] = struct{}{}
+			digests, kinds, ats = append(digests, row.digest), append(kinds, row.kind), append(ats, row.at)
 		}
-		first[string(row.digest)] = struct{}{}
-		digests, kinds, ats = append(digests, row.digest), append(kinds, row.kind), append(ats, row.at)
 		if row.r == nil {
 			continue
 		}
@@ -314,7 +316,7 @@ func (db *DB) ingestTx(ctx context.Context, conn *pgx.Conn, rows []ingestRow) er
 		if row.outcome != tes.OutcomeNone {
 			continue
 		}
-		if _, ok := inserted[string(row.digest)]; !ok {
+		if _, ok := inserted[string(row.digest)]; !ok && row.digest != nil {
 			row.outcome = tes.OutcomeReplay
 			continue
 		}

@@ -148,10 +148,10 @@ func (db *DB) prepareIngest(row *ingestRow, it *tes.IngestItem, now time.Time) e
 	if it.SessionDigest != nil {
 		return tes.Errorf(tes.EINVALID, "An ingest item is either a session claim or a report, not both.")
 	}
-	if len(it.MessageDigest) != sha256.Size {
-		return tes.Errorf(tes.EINVALID, "A report needs its 32-byte message digest.")
-	}
 	r := it.Report
+	if len(it.MessageDigest) != sha256.Size && !(it.MessageDigest == nil && r.Suite == tes.SuiteTLS) {
+		return tes.Errorf(tes.EINVALID, "A TES/1 report needs its 32-byte message digest.")
+	}
 	plate, err := tes.NormalizePlate(r.Plate)
 	if err != nil {
 		return err
@@ -210,15 +210,17 @@ func (db *DB) ingestTx(ctx context.Context, tx *sql.Tx, rows []ingestRow, newKey
 	detail := make([]byte, 0, 64)
 	for i := range rows {
 		row := &rows[i]
-		res, err := digest.ExecContext(ctx, row.digest, row.kind, row.receivedAt)
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			row.outcome = tes.OutcomeReplay
-			continue
+		if row.digest != nil { // a TLS-suite report has none (tes.IngestItem)
+			res, err := digest.ExecContext(ctx, row.digest, row.kind, row.receivedAt)
+			if err != nil {
+				return err
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return err
+			} else if n == 0 {
+				row.outcome = tes.OutcomeReplay
+				continue
+			}
 		}
 		if row.kind == digestSession {
 			row.outcome = tes.OutcomeStored
@@ -240,7 +242,7 @@ func (db *DB) ingestTx(ctx context.Context, tx *sql.Tx, rows []ingestRow, newKey
 				*newKeys = append(*newKeys, fp)
 			}
 		}
-		res, err = violation.ExecContext(ctx, row.reportID, row.plateKey, row.plateEnc, r.Speed, r.SpeedLimit,
+		res, err := violation.ExecContext(ctx, row.reportID, row.plateKey, row.plateEnc, r.Speed, r.SpeedLimit,
 			row.locEnc, row.observedAt, row.receivedAt, r.User, r.Suite, r.Evidence.Signed, r.Evidence.Signature,
 			row.keyFP, r.Evidence.DeviceID, row.verified)
 		if err != nil {

@@ -18,6 +18,7 @@ var ingestTests = []namedTest{
 	{"ReportsWithoutReportID", testIngestNoReportID},
 	{"ReplayedMessageDigest", testIngestReplayedMessage},
 	{"ReplayedSessionDigest", testIngestReplayedSession},
+	{"TLSReportsWithoutDigest", testIngestTLSNoDigest},
 	{"CancelledContextWritesNothing", testIngestCancelled},
 	{"InvalidItemWritesNothing", testIngestInvalidItem},
 	{"PublicKeyStoredOnce", testIngestPublicKeys},
@@ -228,7 +229,8 @@ func testIngestInvalidItem(t *testing.T, s tes.Store) {
 		name string
 		item *tes.IngestItem
 	}{
-		{"report without message digest", &tes.IngestItem{Report: newReport("AB-2", 90)}},
+		{"TES/1 report without message digest", &tes.IngestItem{Report: newReport("AB-2", 90)}},
+		{"TLS report with a short message digest", &tes.IngestItem{Report: tlsReport("AB-3", 90, ""), MessageDigest: []byte("short")}},
 		{"neither report nor session", &tes.IngestItem{ReceivedAt: base}},
 		{"short session digest", &tes.IngestItem{SessionDigest: []byte("short")}},
 	}
@@ -376,4 +378,52 @@ func testIngestLargeMixed(t *testing.T, s tes.Store) {
 	if events := verifyChain(t, s); len(events) != stored {
 		t.Fatalf("%d audit events for %d stored reports", len(events), stored)
 	}
+}
+
+// tlsReport is a TLS-suite report with report_id rid ("" for none).
+func tlsReport(plate string, speed int, rid string) *tes.Report {
+	r := newReport(plate, speed)
+	r.Suite, r.ReportID, r.Evidence.DeviceID = tes.SuiteTLS, rid, "cam-1"
+	return r
+}
+
+// testIngestTLSNoDigest: a TLS-suite report needs no message digest (the
+// transport refuses replays); its resends are still duplicates by
+// report_id, within a batch and across batches, next to TES/1 reports
+// with digests.
+func testIngestTLSNoDigest(t *testing.T, s tes.Store) {
+	noDigest := func(r *tes.Report) *tes.IngestItem { return &tes.IngestItem{Report: r, ReceivedAt: base} }
+	a := noDigest(tlsReport("TL-1", 90, reportID(1)))
+	b := noDigest(tlsReport("TL-2", 91, reportID(2)))
+	aAgain := noDigest(tlsReport("TL-1", 90, reportID(1)))
+	bare1, bare2 := noDigest(tlsReport("TL-3", 92, "")), noDigest(tlsReport("TL-3", 92, ""))
+	legacy := reportItem(newReport("L-1", 93), base)
+	legacyReplay := &tes.IngestItem{MessageDigest: legacy.MessageDigest, Report: newReport("L-1", 93), ReceivedAt: base}
+	mustIngest(t, s, a, legacy, b, aAgain, bare1, bare2, legacyReplay)
+	for _, c := range []struct {
+		name string
+		it   *tes.IngestItem
+		want tes.IngestOutcome
+	}{
+		{"first TLS report", a, tes.OutcomeStored},
+		{"second TLS report", b, tes.OutcomeStored},
+		{"TLS resend in the batch", aAgain, tes.OutcomeDuplicate},
+		{"TLS report without report_id", bare1, tes.OutcomeStored},
+		{"another TLS report without report_id", bare2, tes.OutcomeStored},
+		{"TES/1 report", legacy, tes.OutcomeStored},
+		{"TES/1 replay in the batch", legacyReplay, tes.OutcomeReplay},
+	} {
+		if c.it.Outcome != c.want {
+			t.Errorf("%s: %v, want %v", c.name, c.it.Outcome, c.want)
+		}
+	}
+	if aAgain.ViolationID != a.ViolationID {
+		t.Errorf("resend names violation %d, want %d", aAgain.ViolationID, a.ViolationID)
+	}
+	later := noDigest(tlsReport("TL-2", 91, reportID(2)))
+	mustIngest(t, s, later)
+	if later.Outcome != tes.OutcomeDuplicate || later.ViolationID != b.ViolationID {
+		t.Errorf("TLS resend in a later batch: %v %d, want duplicate of %d", later.Outcome, later.ViolationID, b.ViolationID)
+	}
+	wantCounts(t, s, 5, 0, 0)
 }
