@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -238,11 +239,15 @@ func BenchmarkQueuePage(b *testing.B) {
 		{"deep-page", "/dashboard?sort=speed&after=" + url.QueryEscape("100."+strconv.FormatInt(mid, 10))},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
+			var lat latencies
 			for b.Loop() {
+				t0 := time.Now()
 				if w := f.get(bc.path); w.Code != http.StatusOK {
 					b.Fatalf("%s: %d", bc.path, w.Code)
 				}
+				lat = append(lat, time.Since(t0))
 			}
+			lat.report(b)
 			f.report(b)
 		})
 	}
@@ -295,8 +300,10 @@ func BenchmarkApprove(b *testing.B) {
 		flush()
 	}
 	body := url.Values{"csrf": {f.csrf}}.Encode()
+	lat := make(latencies, 0, b.N)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
 		req := httptest.NewRequest("POST", "/process/"+strconv.FormatInt(ids[i], 10)+"/approve", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.AddCookie(f.cookie)
@@ -305,6 +312,23 @@ func BenchmarkApprove(b *testing.B) {
 		if w.Code != http.StatusSeeOther {
 			b.Fatalf("approve %d: %d %s", ids[i], w.Code, w.Body)
 		}
+		lat = append(lat, time.Since(t0))
 	}
+	b.StopTimer()
+	lat.report(b)
 	f.report(b)
+}
+
+// latencies are the times of a benchmark's operations; report adds their
+// p50 and p99 to its line (the read-side goal is stated for the p99).
+type latencies []time.Duration
+
+func (l latencies) report(b *testing.B) {
+	if len(l) == 0 {
+		return
+	}
+	slices.Sort(l)
+	at := func(q float64) float64 { return float64(l[int(q*float64(len(l)-1))].Microseconds()) / 1000 }
+	b.ReportMetric(at(0.50), "p50-ms")
+	b.ReportMetric(at(0.99), "p99-ms")
 }
