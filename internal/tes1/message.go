@@ -102,31 +102,33 @@ func ParseMessage(frame []byte) (*Message, error) {
 
 // parseCanonical decodes frame without encoding/json when it has exactly
 // the shape AppendMessage and the original's json.dumps write,
-// {"type": S, "payload": S[, "signature": S]}, and no string holds an
-// escape or a control character: every DATA message of a TES/1 client
-// (hex payload and signature). Anything else returns false, and
-// ParseMessage decodes it with encoding/json; FuzzParseMessage checks
-// that both give the same Message. frame is valid UTF-8.
+// {"type": S, "payload": S[, "signature": S]}, the type and signature
+// hold no escape and the payload no escape but \" and \\, and no string
+// holds a control character: every DATA message of a TES/1 client (hex
+// payload and signature) and of a TLS-suite device (a report's JSON as
+// the payload). Anything else returns false, and ParseMessage decodes it
+// with encoding/json; FuzzParseMessage checks that both give the same
+// Message. frame is valid UTF-8.
 func parseCanonical(frame []byte) (*Message, bool) {
 	rest, ok := bytes.CutPrefix(frame, []byte(`{"type": `))
 	if !ok {
 		return nil, false
 	}
-	typ, rest, ok := cutPlainString(rest)
-	if !ok || len(typ) == 2 {
+	typ, rest, escaped, ok := cutSimpleString(rest)
+	if !ok || escaped || len(typ) == 2 {
 		return nil, false
 	}
 	if rest, ok = bytes.CutPrefix(rest, []byte(`, "payload": `)); !ok {
 		return nil, false
 	}
-	payload, rest, ok := cutPlainString(rest)
+	payload, rest, _, ok := cutSimpleString(rest)
 	if !ok {
 		return nil, false
 	}
 	m := &Message{Type: string(typ[1 : len(typ)-1]), Payload: json.RawMessage(bytes.Clone(payload))}
 	if sig, ok := bytes.CutPrefix(rest, []byte(`, "signature": `)); ok {
 		var s []byte
-		if s, rest, ok = cutPlainString(sig); !ok {
+		if s, rest, escaped, ok = cutSimpleString(sig); !ok || escaped {
 			return nil, false
 		}
 		str := string(s[1 : len(s)-1])
@@ -138,31 +140,51 @@ func parseCanonical(frame []byte) (*Message, bool) {
 	return m, true
 }
 
-// cutPlainString cuts a JSON string with no escape and no control
-// character from the front of b: quoted is it with its quotes.
-func cutPlainString(b []byte) (quoted, rest []byte, ok bool) {
+// cutSimpleString cuts a JSON string from the front of b whose only
+// escapes are \" and \\ and which holds no control character: quoted is
+// it with its quotes, escaped whether it holds an escape. ok is false for
+// any other string, or none.
+func cutSimpleString(b []byte) (quoted, rest []byte, escaped, ok bool) {
 	if len(b) == 0 || b[0] != '"' {
-		return nil, nil, false
+		return nil, nil, false, false
 	}
 	for i := 1; i < len(b); i++ {
 		switch c := b[i]; {
 		case c == '"':
-			return b[:i+1], b[i+1:], true
-		case c == '\\' || c < 0x20:
-			return nil, nil, false
+			return b[:i+1], b[i+1:], escaped, true
+		case c == '\\':
+			if i+1 == len(b) || b[i+1] != '"' && b[i+1] != '\\' {
+				return nil, nil, false, false
+			}
+			escaped = true
+			i++
+		case c < 0x20:
+			return nil, nil, false, false
 		}
 	}
-	return nil, nil, false
+	return nil, nil, false, false
 }
 
 // plainString returns the contents of the JSON string quoted when it needs
-// no decoding: valid UTF-8 with no escape and no control character.
+// no decoding beyond \" and \\: valid UTF-8 with no other escape and no
+// control character.
 func plainString(quoted []byte) ([]byte, bool) {
-	q, rest, ok := cutPlainString(quoted)
+	q, rest, escaped, ok := cutSimpleString(quoted)
 	if !ok || len(rest) != 0 || !utf8.Valid(q) {
 		return nil, false
 	}
-	return q[1 : len(q)-1], true
+	q = q[1 : len(q)-1]
+	if !escaped {
+		return q, true
+	}
+	out := make([]byte, 0, len(q))
+	for i := 0; i < len(q); i++ {
+		if q[i] == '\\' {
+			i++ // cutSimpleString let only \" and \\ through
+		}
+		out = append(out, q[i])
+	}
+	return out, true
 }
 
 // AppendMessage appends the message exactly as the original's Python

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/tes-traffic/tes"
 )
 
 // FuzzParseMessage: ParseMessage's fast path for canonical frames
@@ -23,6 +25,13 @@ func FuzzParseMessage(f *testing.F) {
 		`{"Type": "DATA", "payload": "a"}`,
 		"{\"type\": \"DATA\", \"payload\": \"\x7f\"}",
 		`{"type": "DATA", "payload": 5}`,
+		`{"type": "DATA", "payload": "{\"plate\": \"AB\\\\1\", \"speed\": 90}", "signature": "c2ln"}`,
+		`{"type": "DATA", "payload": "a\\"}`,
+		`{"type": "DATA", "payload": "a\n"}`,
+		`{"type": "DATA", "payload": "\u00e9\""}`,
+		`{"type": "D\"A", "payload": "x"}`,
+		`{"type": "DATA", "payload": "x", "signature": "\\"}`,
+		`{"type": "DATA", "payload": "x\`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -55,6 +64,19 @@ func FuzzParseMessage(f *testing.F) {
 
 func BenchmarkParseMessage(b *testing.B) {
 	frame := AppendMessage(nil, TypeData, string(bytes.Repeat([]byte("0f"), 80)), string(bytes.Repeat([]byte("a1"), 256)))
+	tlsFrame := AppendMessage(nil, TypeData, `{"report_id": "0190c5d2-0000-7000-8000-000000000001", "plate": "AB123", "speed": 97, "location": "E40 km 12"}`,
+		string(bytes.Repeat([]byte("A"), 88)))
+	b.Run("tls-canonical", func(b *testing.B) {
+		for b.Loop() {
+			m, err := ParseMessage(tlsFrame)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, ok := m.PayloadString(); !ok {
+				b.Fatal("payload")
+			}
+		}
+	})
 	b.Run("canonical", func(b *testing.B) {
 		for b.Loop() {
 			m, err := ParseMessage(frame)
@@ -78,4 +100,38 @@ func BenchmarkParseMessage(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestParseCanonicalShapes: the messages our clients send take the fast
+// path; others still parse, through encoding/json.
+func TestParseCanonicalShapes(t *testing.T) {
+	report := string(AppendReport(nil, &tes.Report{ReportID: tes.NewReportID(), Plate: "AB 12", Speed: 97, Location: `E40 "km" 12 \ north`}))
+	for _, c := range []struct {
+		name  string
+		frame []byte
+		fast  bool
+	}{
+		{"TES/1 DATA", AppendMessage(nil, TypeData, "00ff", "a1b2"), true},
+		{"TLS-suite DATA", AppendMessage(nil, TypeData, report, "c2lnbmF0dXJl"), true},
+		{"LOGIN", AppendMessage(nil, TypeLogin, "00ff", ""), true},
+		{"non-ASCII payload", AppendMessage(nil, TypeData, "plaque é", "00"), false},
+		{"object payload", []byte(`{"type": "SESSION", "payload": {"encrypted_key": "00"}}`), false},
+	} {
+		if _, ok := parseCanonical(c.frame); ok != c.fast {
+			t.Errorf("%s: fast path %v, want %v", c.name, ok, c.fast)
+		}
+		m, err := ParseMessage(c.frame)
+		if err != nil {
+			t.Errorf("%s: %v", c.name, err)
+			continue
+		}
+		var want Message
+		if err := json.Unmarshal(c.frame, &want); err != nil || m.Type != want.Type || !bytes.Equal(m.Payload, want.Payload) {
+			t.Errorf("%s: %+v, encoding/json %+v (%v)", c.name, m, want, err)
+		}
+	}
+	m, _ := ParseMessage(AppendMessage(nil, TypeData, report, "c2lnbmF0dXJl"))
+	if got, ok := m.PayloadString(); !ok || got != report {
+		t.Errorf("TLS-suite payload = %q, %v; want %q", got, ok, report)
+	}
 }
