@@ -242,10 +242,14 @@ func (db *DB) ingestTx(ctx context.Context, conn *pgx.Conn, rows []ingestRow) er
 	// appending transaction), the digests, the client keys and ids for the
 	// reports. The ids are drawn under the lock, so they increase in the
 	// order batches commit, on every node; ids of reports that turn out to
-	// be replays or duplicates are never used (unique, not gap-free).
+	// be replays or duplicates are never used (unique, not gap-free). A
+	// batch of session claims alone appends no event and takes no lock, so
+	// it does not wait for another node's report batch.
 	b := &pgx.Batch{}
 	b.Queue(sqlBegin)
-	b.Queue(sqlLockHead)
+	if nReport > 0 {
+		b.Queue(sqlLockHead)
+	}
 	b.Queue(sqlInsertDigests, digests, kinds, ats)
 	if len(keyFPs) > 0 {
 		b.Queue(sqlInsertKeys, keyFPs, keyPubs)
@@ -258,10 +262,13 @@ func (db *DB) ingestTx(ctx context.Context, conn *pgx.Conn, rows []ingestRow) er
 		br.Close()
 		return err
 	}
-	head, err := scanHead(br.QueryRow())
-	if err != nil {
-		br.Close()
-		return err
+	var head chainHead
+	if nReport > 0 {
+		var err error
+		if head, err = scanHead(br.QueryRow()); err != nil {
+			br.Close()
+			return err
+		}
 	}
 	inserted := make(map[string]struct{}, len(digests))
 	dr, err := br.Query()

@@ -73,6 +73,26 @@ func BenchmarkIngest(b *testing.B) {
 	}
 }
 
+// BenchmarkIngestSessionClaims is the commit of a TES/1 session key's
+// replay-guard row, in batches of two (what a sessions run sees): no
+// report, so no audit event.
+func BenchmarkIngestSessionClaims(b *testing.B) {
+	db := mustOpen(b)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	items := make([]*tes.IngestItem, 2*b.N)
+	for i := range items {
+		d := sha256.Sum256(fmt.Appendf(nil, "session %d", i))
+		items[i] = &tes.IngestItem{SessionDigest: d[:], ReceivedAt: time.Now()}
+	}
+	b.ResetTimer()
+	for i := 0; i < len(items); i += 2 {
+		if err := db.Ingest(ctx, items[i:i+2]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkIngestGrown is BenchmarkIngest at batch 100 on a store that
 // already holds 200,000 reports, as a server's store does after a day: the
 // random-key indexes (message digest, plate key) then touch a different
