@@ -351,7 +351,9 @@ func runSessions(ctx context.Context, cfg Config, key *rsa.PrivateKey) (*Result,
 	prep := time.Now()
 	n := cfg.PerConn
 	if n <= 0 {
-		n = 2000 // with only a duration: prepare this many per connection, then make them as they go
+		// With only a duration: prepare up to sessionPrepareMax in all,
+		// then make them as they go.
+		n = max(1, sessionPrepareMax/max(1, cfg.Conns))
 	}
 	prepared := make([][]*tes1.PreparedSession, cfg.Conns)
 	var pwg sync.WaitGroup
@@ -424,6 +426,11 @@ func runSessions(ctx context.Context, cfg Config, key *rsa.PrivateKey) (*Result,
 	res.BoundFraction = Ratio(res.OpsPerSec, res.BoundPerSec)
 	return res, nil
 }
+
+// sessionPrepareMax bounds the SESSION requests a sessions run with only a
+// duration prepares before its clock: 20,000 is about a second of RSA-OAEP
+// encryption on two cores.
+var sessionPrepareMax = 20_000
 
 // The calibration runs for about calibrateFor, and at most calibrateMax
 // decrypts.

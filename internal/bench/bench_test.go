@@ -103,6 +103,23 @@ func TestRunCountsWhatTheServerCounts(t *testing.T) {
 		t.Fatalf("not calibrated, yet a bound: %+v", res)
 	}
 
+	// Bounded by time only: the prepared sessions run out (4 for 2
+	// connections here) and the rest are made as they go; every timed
+	// session is counted by the server too.
+	restore := bench.SetSessionPrepareMax(4)
+	sessions0 = srv.TES1.Stats.Sessions.Load()
+	cfg.PerConn, cfg.Duration = 0, 500*time.Millisecond
+	res, err = bench.Run(ctx, cfg)
+	restore()
+	cfg.Duration = 0
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Ops <= 4 || srv.TES1.Stats.Sessions.Load()-sessions0 != res.Ops+1 || len(res.Errors) != 0 {
+		t.Fatalf("sessions by time: bench %d (errors %v), server %d; want more than the 4 prepared, and 1 more on the server",
+			res.Ops, res.Errors, srv.TES1.Stats.Sessions.Load()-sessions0)
+	}
+
 	// A wrong password stops the run at its first sign-in, before the clock.
 	cfg.Password = "wrong-password"
 	cfg.PerConn = 1
