@@ -234,38 +234,30 @@ func runReports(ctx context.Context, cfg Config, key *rsa.PrivateKey) (*Result, 
 		}
 	}()
 	// Encrypt and sign everything before the clock starts, on every core.
-	var wg sync.WaitGroup
-	var jobs atomic.Int64
-	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
-	for i, w := range ws {
+	for _, w := range ws {
 		w.msgs = make([][]byte, n)
-		for j := range n {
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer func() { <-sem; wg.Done() }()
-				r := &tes.Report{ReportID: tes.NewReportID(), Plate: fmt.Sprintf("B%03dN%07d", i, j), Speed: 50 + (i*7+j)%120}
-				p, s, err := sealConcurrent(w.c, r)
-				if err != nil {
-					panic(err)
-				}
-				w.msgs[j] = tes1.AppendMessage(nil, tes1.TypeData, p, s)
-				jobs.Add(1)
-			}()
-		}
 	}
-	wg.Wait()
+	err := onEveryCore(len(ws), n, func(i, j int) error {
+		w := ws[i]
+		r := &tes.Report{ReportID: tes.NewReportID(), Plate: fmt.Sprintf("B%03dN%07d", i, j), Speed: 50 + (i*7+j)%120}
+		p, s, err := sealConcurrent(w.c, r)
+		if err != nil {
+			return err
+		}
+		w.msgs[j] = tes1.AppendMessage(nil, tes1.TypeData, p, s)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bench: prepare reports: %w", err)
+	}
 	prepTime := time.Since(prep)
 
 	res := &Result{Suite: cfg.Suite, Mode: cfg.Mode, Conns: cfg.Conns, Window: max(1, cfg.Window), PrepTime: prepTime}
 	clock := startClock(cfg.MetricsURL)
-	start := clock.start
-	deadline := time.Time{}
-	if cfg.Duration > 0 {
-		deadline = start.Add(cfg.Duration)
-	}
+	deadline := clock.deadline(cfg.Duration)
 	var done atomic.Int64
-	stopProgress := progress(cfg.Progress, &done, int64(cfg.Conns*n), start, cfg.Duration)
+	stopProgress := progress(cfg.Progress, &done, int64(cfg.Conns*n), clock.start, cfg.Duration)
+	var wg sync.WaitGroup
 	for _, w := range ws {
 		wg.Add(1)
 		go func() {
@@ -356,39 +348,23 @@ func runSessions(ctx context.Context, cfg Config, key *rsa.PrivateKey) (*Result,
 		n = max(1, sessionPrepareMax/max(1, cfg.Conns))
 	}
 	prepared := make([][]*tes1.PreparedSession, cfg.Conns)
-	var pwg sync.WaitGroup
-	var perr atomic.Pointer[error]
-	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
 	for i := range prepared {
 		prepared[i] = make([]*tes1.PreparedSession, n)
-		for j := range n {
-			pwg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer func() { <-sem; pwg.Done() }()
-				ps, err := tes1.PrepareSession(rand.Reader, c.ServerKeyPEM(), key)
-				if err != nil {
-					perr.CompareAndSwap(nil, &err)
-				}
-				prepared[i][j] = ps
-			}()
-		}
 	}
-	pwg.Wait()
-	if p := perr.Load(); p != nil {
-		return nil, fmt.Errorf("bench: prepare sessions: %w", *p)
+	err = onEveryCore(cfg.Conns, n, func(i, j int) (err error) {
+		prepared[i][j], err = tes1.PrepareSession(rand.Reader, c.ServerKeyPEM(), key)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bench: prepare sessions: %w", err)
 	}
 	res.PrepTime = time.Since(prep)
 	ws := make([]*worker, cfg.Conns)
 	clock := startClock(cfg.MetricsURL)
-	start := clock.start
-	deadline := time.Time{}
-	if cfg.Duration > 0 {
-		deadline = start.Add(cfg.Duration)
-	}
+	deadline := clock.deadline(cfg.Duration)
 	var done atomic.Int64
 	total := int64(cfg.Conns * cfg.PerConn)
-	stopProgress := progress(cfg.Progress, &done, total, start, cfg.Duration)
+	stopProgress := progress(cfg.Progress, &done, total, clock.start, cfg.Duration)
 	var wg sync.WaitGroup
 	for i := range ws {
 		w := &worker{}
@@ -425,6 +401,41 @@ func runSessions(ctx context.Context, cfg Config, key *rsa.PrivateKey) (*Result,
 	clock.stop(res, ws, done.Load(), stopProgress)
 	res.BoundFraction = Ratio(res.OpsPerSec, res.BoundPerSec)
 	return res, nil
+}
+
+// onEveryCore calls fn(i, j) for every i < rows and j < cols on
+// GOMAXPROCS goroutines (the bench's work before its clock) and returns
+// the first error; after one, the calls not yet started are skipped.
+// Calls in flight together have different i where rows allow: a
+// connection seals one message at a time, so the cores work on different
+// connections.
+func onEveryCore(rows, cols int, fn func(i, j int) error) error {
+	var (
+		next   atomic.Int64
+		failed atomic.Pointer[error]
+		wg     sync.WaitGroup
+	)
+	total := int64(rows) * int64(cols)
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for failed.Load() == nil {
+				k := next.Add(1) - 1
+				if k >= total {
+					return
+				}
+				if err := fn(int(k%int64(rows)), int(k/int64(rows))); err != nil {
+					failed.CompareAndSwap(nil, &err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if p := failed.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // sessionPrepareMax bounds the SESSION requests a sessions run with only a
@@ -499,6 +510,14 @@ type runClock struct {
 	cpu0, server0 time.Duration
 	serverOK      bool
 	metricsURL    string
+}
+
+// deadline is when a run limited to d ends; zero (none) when d is 0.
+func (c *runClock) deadline(d time.Duration) time.Time {
+	if d <= 0 {
+		return time.Time{}
+	}
+	return c.start.Add(d)
 }
 
 // startClock reads the server's CPU (when metricsURL is set) and starts the clock.

@@ -74,13 +74,9 @@ func runTLS(ctx context.Context, cfg Config) (*Result, error) {
 	}
 
 	clock := startClock(cfg.MetricsURL)
-	start := clock.start
-	deadline := time.Time{}
-	if cfg.Duration > 0 {
-		deadline = start.Add(cfg.Duration)
-	}
+	deadline := clock.deadline(cfg.Duration)
 	var done atomic.Int64
-	stopProgress := progress(cfg.Progress, &done, int64(cfg.Conns*n), start, cfg.Duration)
+	stopProgress := progress(cfg.Progress, &done, int64(cfg.Conns*n), clock.start, cfg.Duration)
 	var wg sync.WaitGroup
 	for _, w := range ws {
 		wg.Add(1)
