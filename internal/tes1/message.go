@@ -103,10 +103,10 @@ func ParseMessage(frame []byte) (*Message, error) {
 // parseCanonical decodes frame without encoding/json when it has exactly
 // the shape AppendMessage and the original's json.dumps write,
 // {"type": S, "payload": S[, "signature": S]}, the type and signature
-// hold no escape and the payload no escape but \" and \\, and no string
-// holds a control character: every DATA message of a TES/1 client (hex
-// payload and signature) and of a TLS-suite device (a report's JSON as
-// the payload). Anything else returns false, and ParseMessage decodes it
+// hold no escape and the payload no escape but \", \\ and \n, and no
+// string holds a control character: every DATA message of a TES/1 client
+// (hex payload and signature) and of a TLS-suite device (a report's JSON
+// as the payload), and the HANDSHAKE and SESSION messages (PEM keys). Anything else returns false, and ParseMessage decodes it
 // with encoding/json; FuzzParseMessage checks that both give the same
 // Message. frame is valid UTF-8.
 func parseCanonical(frame []byte) (*Message, bool) {
@@ -141,9 +141,9 @@ func parseCanonical(frame []byte) (*Message, bool) {
 }
 
 // cutSimpleString cuts a JSON string from the front of b whose only
-// escapes are \" and \\ and which holds no control character: quoted is
-// it with its quotes, escaped whether it holds an escape. ok is false for
-// any other string, or none.
+// escapes are \", \\ and \n (a PEM key's line breaks) and which holds no
+// control character: quoted is it with its quotes, escaped whether it
+// holds an escape. ok is false for any other string, or none.
 func cutSimpleString(b []byte) (quoted, rest []byte, escaped, ok bool) {
 	if len(b) == 0 || b[0] != '"' {
 		return nil, nil, false, false
@@ -153,7 +153,7 @@ func cutSimpleString(b []byte) (quoted, rest []byte, escaped, ok bool) {
 		case c == '"':
 			return b[:i+1], b[i+1:], escaped, true
 		case c == '\\':
-			if i+1 == len(b) || b[i+1] != '"' && b[i+1] != '\\' {
+			if i+1 == len(b) || b[i+1] != '"' && b[i+1] != '\\' && b[i+1] != 'n' {
 				return nil, nil, false, false
 			}
 			escaped = true
@@ -166,8 +166,8 @@ func cutSimpleString(b []byte) (quoted, rest []byte, escaped, ok bool) {
 }
 
 // plainString returns the contents of the JSON string quoted when it needs
-// no decoding beyond \" and \\: valid UTF-8 with no other escape and no
-// control character.
+// no decoding beyond \", \\ and \n: valid UTF-8 with no other escape and
+// no control character.
 func plainString(quoted []byte) ([]byte, bool) {
 	q, rest, escaped, ok := cutSimpleString(quoted)
 	if !ok || len(rest) != 0 || !utf8.Valid(q) {
@@ -179,10 +179,14 @@ func plainString(quoted []byte) ([]byte, bool) {
 	}
 	out := make([]byte, 0, len(q))
 	for i := 0; i < len(q); i++ {
-		if q[i] == '\\' {
-			i++ // cutSimpleString let only \" and \\ through
+		c := q[i]
+		if c == '\\' {
+			i++ // cutSimpleString let only \", \\ and \n through
+			if c = q[i]; c == 'n' {
+				c = '\n'
+			}
 		}
-		out = append(out, q[i])
+		out = append(out, c)
 	}
 	return out, true
 }

@@ -3,6 +3,7 @@ package tes1
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 	"unicode/utf8"
 
@@ -114,6 +115,7 @@ func TestParseCanonicalShapes(t *testing.T) {
 		{"TES/1 DATA", AppendMessage(nil, TypeData, "00ff", "a1b2"), true},
 		{"TLS-suite DATA", AppendMessage(nil, TypeData, report, "c2lnbmF0dXJl"), true},
 		{"LOGIN", AppendMessage(nil, TypeLogin, "00ff", ""), true},
+		{"HANDSHAKE (a PEM key)", AppendMessage(nil, TypeHandshake, "-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----\n", ""), true},
 		{"non-ASCII payload", AppendMessage(nil, TypeData, "plaque é", "00"), false},
 		{"object payload", []byte(`{"type": "SESSION", "payload": {"encrypted_key": "00"}}`), false},
 	} {
@@ -134,4 +136,51 @@ func TestParseCanonicalShapes(t *testing.T) {
 	if got, ok := m.PayloadString(); !ok || got != report {
 		t.Errorf("TLS-suite payload = %q, %v; want %q", got, ok, report)
 	}
+}
+
+// FuzzSessionPayload: parseSessionPayload's direct path gives what
+// encoding/json gives for every input it takes.
+func FuzzSessionPayload(f *testing.F) {
+	for _, s := range []string{
+		`{"encrypted_key": "00ff", "client_public_key": "-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----\n"}`,
+		`{"encrypted_key": "00", "client_public_key": "a\\b\"c"}`,
+		`{"client_public_key": "k", "encrypted_key": "00"}`,
+		`{"encrypted_key": "00", "client_public_key": "\t"}`,
+		`{"encrypted_key": "00", "client_public_key": "x\u00e9"}`,
+		`{"encrypted_key": "00", "client_public_key": "x"} `,
+		`{"encrypted_key": 1, "client_public_key": "x"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		got, err := parseSessionPayload(raw)
+		var want sessionPayload
+		wantErr := json.Unmarshal(raw, &want)
+		if (err == nil) != (wantErr == nil) {
+			t.Fatalf("%q: error %v, encoding/json %v", raw, err, wantErr)
+		}
+		if err == nil && got != want {
+			t.Fatalf("%q: %+v, encoding/json %+v", raw, got, want)
+		}
+	})
+}
+
+func BenchmarkSessionPayload(b *testing.B) {
+	pem := "-----BEGIN PUBLIC KEY-----\n" + strings.Repeat(strings.Repeat("A", 64)+"\n", 6) + "-----END PUBLIC KEY-----\n"
+	raw := []byte(`{"encrypted_key": "` + strings.Repeat("0f", 256) + `", "client_public_key": ` + string(AppendPyString(nil, pem)) + `}`)
+	b.Run("direct", func(b *testing.B) {
+		for b.Loop() {
+			if p, err := parseSessionPayload(raw); err != nil || p.ClientPublicKey != pem {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encoding/json", func(b *testing.B) {
+		for b.Loop() {
+			var p sessionPayload
+			if err := json.Unmarshal(raw, &p); err != nil || p.ClientPublicKey != pem {
+				b.Fatal(err)
+			}
+		}
+	})
 }

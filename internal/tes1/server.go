@@ -1,6 +1,7 @@
 package tes1
 
 import (
+	"bytes"
 	"context"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -312,6 +313,30 @@ type sessionPayload struct {
 	ClientPublicKey string `json:"client_public_key"`
 }
 
+// parseSessionPayload decodes SESSION's inner JSON. The shape our client
+// and the original write, {"encrypted_key": S, "client_public_key": S}
+// with no escape but \n in the PEM (and \" or \\), is cut directly;
+// anything else goes to encoding/json (FuzzSessionPayload checks that
+// both agree).
+func parseSessionPayload(raw []byte) (sessionPayload, error) {
+	if rest, ok := bytes.CutPrefix(raw, []byte(`{"encrypted_key": `)); ok {
+		if ek, rest, _, ok := cutSimpleString(rest); ok {
+			if rest, ok := bytes.CutPrefix(rest, []byte(`, "client_public_key": `)); ok {
+				if pk, rest, _, ok := cutSimpleString(rest); ok && string(rest) == "}" {
+					ekp, ok1 := plainString(ek)
+					pkp, ok2 := plainString(pk)
+					if ok1 && ok2 {
+						return sessionPayload{EncryptedKey: string(ekp), ClientPublicKey: string(pkp)}, nil
+					}
+				}
+			}
+		}
+	}
+	var p sessionPayload
+	err := json.Unmarshal(raw, &p)
+	return p, err
+}
+
 func (s *Server) handleSession(c *conn, log *slog.Logger, m *Message) (string, string, bool) {
 	start := time.Now()
 	if c.state != awaitSession {
@@ -331,8 +356,8 @@ func (s *Server) handleSession(c *conn, log *slog.Logger, m *Message) (string, s
 	if str, ok := m.PayloadString(); ok {
 		raw = []byte(str)
 	}
-	var p sessionPayload
-	if err := json.Unmarshal(raw, &p); err != nil || p.EncryptedKey == "" || p.ClientPublicKey == "" {
+	p, err := parseSessionPayload(raw)
+	if err != nil || p.EncryptedKey == "" || p.ClientPublicKey == "" {
 		return fail("payload is not {encrypted_key, client_public_key}", err)
 	}
 	ek, err := hex.DecodeString(p.EncryptedKey)
