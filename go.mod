@@ -3,6 +3,7 @@ module github.com/tes-traffic/tes
 go 1.26.8
 
 require (
+	filippo.io/bigmod v0.1.0
 	github.com/chromedp/cdproto v0.159.0
 	github.com/chromedp/chromedp v0.23.0
 	github.com/jackc/pgx/v5 v5.12.0

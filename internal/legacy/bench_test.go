@@ -18,12 +18,27 @@ func BenchmarkVerify(b *testing.B) {
 		b.Fatal(err)
 	}
 	pub := &client.PublicKey
-	b.ReportAllocs()
-	for b.Loop() {
-		if err := legacy.Verify(pub, msg, sig); err != nil {
+	b.Run("crypto-rsa", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := legacy.Verify(pub, msg, sig); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	// The Verifier the TES/1 server makes once per connection.
+	b.Run("verifier", func(b *testing.B) {
+		v, err := legacy.NewVerifier(pub)
+		if err != nil {
 			b.Fatal(err)
 		}
-	}
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := v.Verify(msg, sig); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
 
 func BenchmarkOpen(b *testing.B) {

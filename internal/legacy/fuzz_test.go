@@ -2,7 +2,10 @@ package legacy_test
 
 import (
 	"bytes"
+	"crypto/rsa"
+	"crypto/sha256"
 	"errors"
+	"math/big"
 	"testing"
 
 	"github.com/tes-traffic/tes/internal/legacy"
@@ -81,6 +84,59 @@ func FuzzParsePublicKeyPEM(f *testing.F) {
 		pub2, der2, err := legacy.ParsePublicKeyPEM(legacy.MarshalPublicKeyPEM(pub))
 		if err != nil || !pub2.Equal(pub) || !bytes.Equal(der2, der) {
 			t.Fatalf("re-encoded key does not round-trip: %v", err)
+		}
+	})
+}
+
+// FuzzVerifier checks the Verifier against crypto/rsa (through Verify) on signatures whose
+// decoded message the fuzzer chooses: each input em is signed with the raw private-key
+// operation, so both sides see s with s^e = em and differ only if their encoding checks do.
+// The seeds are the one valid encoding of the message and near misses of it.
+func FuzzVerifier(f *testing.F) {
+	priv := mustPKCS1Key(f, mustInterop(f).ClientRSA)
+	k := priv.Size()
+	msg := []byte("IV||ciphertext bytes of a DATA message")
+	digest := sha256.Sum256(msg)
+	valid := make([]byte, k)
+	valid[1] = 1
+	for i := 2; i < k-19-32-1; i++ {
+		valid[i] = 0xff
+	}
+	copy(valid[k-19-32:], []byte{0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20})
+	copy(valid[k-32:], digest[:])
+	f.Add(msg, valid)
+	for _, at := range []int{0, 1, 2, k / 2, k - 19 - 32 - 1, k - 19 - 32 + 13, k - 1} {
+		em := bytes.Clone(valid)
+		em[at] ^= 0x01
+		f.Add(msg, em)
+	}
+	f.Add(msg, valid[1:])
+	f.Add([]byte{}, valid)
+
+	verifier, err := legacy.NewVerifier(&priv.PublicKey)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, msg, em []byte) {
+		if len(em) > k {
+			em = em[:k]
+		}
+		m := new(big.Int).SetBytes(em)
+		if m.Cmp(priv.N) >= 0 {
+			return
+		}
+		sig := new(big.Int).Exp(m, priv.D, priv.N).FillBytes(make([]byte, k))
+		want := legacy.Verify(&priv.PublicKey, msg, sig)
+		got := verifier.Verify(msg, sig)
+		if (got == nil) != (want == nil) {
+			t.Fatalf("Verifier.Verify = %v, crypto/rsa = %v, for em %x", got, want, em)
+		}
+		if got != nil && !errors.Is(got, rsa.ErrVerification) {
+			t.Fatalf("Verifier.Verify = %v, want rsa.ErrVerification", got)
+		}
+		// A signature of the wrong length is refused before any arithmetic.
+		if verifier.Verify(msg, sig[1:]) == nil || verifier.Verify(msg, append([]byte{0}, sig...)) == nil {
+			t.Fatal("Verifier accepted a signature of the wrong length")
 		}
 	})
 }

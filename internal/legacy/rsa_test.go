@@ -286,6 +286,19 @@ func TestSignVerify(t *testing.T) {
 	if err := legacy.Verify(&client.PublicKey, msg, sig); err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
+	verifiers := map[*rsa.PublicKey]*legacy.Verifier{}
+	for _, pub := range []*rsa.PublicKey{&client.PublicKey, &server.PublicKey} {
+		v, err := legacy.NewVerifier(pub)
+		if err != nil {
+			t.Fatalf("NewVerifier: %v", err)
+		}
+		verifiers[pub] = v
+	}
+	if err := verifiers[&client.PublicKey].Verify(msg, sig); err != nil {
+		t.Fatalf("Verifier.Verify: %v", err)
+	}
+	n := client.PublicKey.N.FillBytes(make([]byte, client.Size()))
+	ones := bytes.Repeat([]byte{0xff}, client.Size())
 	for _, tc := range []struct {
 		name     string
 		pub      *rsa.PublicKey
@@ -296,9 +309,42 @@ func TestSignVerify(t *testing.T) {
 		{"short signature", &client.PublicKey, msg, sig[1:]},
 		{"long signature", &client.PublicKey, msg, append([]byte{0}, sig...)},
 		{"nil key", nil, msg, sig},
+		{"signature equal to the modulus", &client.PublicKey, msg, n},
+		{"signature above the modulus", &client.PublicKey, msg, ones},
+		{"zero signature", &client.PublicKey, msg, make([]byte, client.Size())},
+		{"empty signature", &client.PublicKey, msg, nil},
 	} {
 		if err := legacy.Verify(tc.pub, tc.msg, tc.sig); err == nil {
 			t.Errorf("%s: Verify accepted", tc.name)
+		}
+		if v := verifiers[tc.pub]; v != nil {
+			if err := v.Verify(tc.msg, tc.sig); !errors.Is(err, rsa.ErrVerification) {
+				t.Errorf("%s: Verifier.Verify = %v, want rsa.ErrVerification", tc.name, err)
+			}
+		}
+	}
+}
+
+func TestNewVerifierRefuses(t *testing.T) {
+	t.Parallel()
+	client := mustPKCS1Key(t, mustInterop(t).ClientRSA)
+	small, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	even := &rsa.PublicKey{N: new(big.Int).Lsh(big.NewInt(1), 2047), E: 65537}
+	for _, tc := range []struct {
+		name string
+		pub  *rsa.PublicKey
+	}{
+		{"nil key", nil},
+		{"nil modulus", &rsa.PublicKey{E: 65537}},
+		{"1024-bit modulus", &small.PublicKey},
+		{"e = 3", &rsa.PublicKey{N: client.N, E: 3}},
+		{"even modulus", even},
+	} {
+		if v, err := legacy.NewVerifier(tc.pub); err == nil || v != nil {
+			t.Errorf("%s: NewVerifier = %v, %v; want an error", tc.name, v, err)
 		}
 	}
 }

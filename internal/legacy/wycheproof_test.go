@@ -145,12 +145,24 @@ func TestWycheproofPKCS1v15SHA256(t *testing.T) {
 		} else if err == nil {
 			t.Fatalf("group %d: ParsePublicKeyPEM accepted e=%d", gi, pub.E)
 		}
+		// The Verifier takes the keys ParsePublicKeyPEM takes, and checks every vector of
+		// theirs with the same outcome as Verify.
+		verifier, err := legacy.NewVerifier(pub)
+		if (err == nil) != (pub.E == 65537) {
+			t.Fatalf("group %d: NewVerifier(e=%d) = %v", gi, pub.E, err)
+		}
 
 		for _, tc := range g.Tests {
 			t.Run(fmt.Sprintf("e%d/%s", pub.E, tc.name()), func(t *testing.T) {
 				t.Parallel()
 				ran.Add(1)
-				err := legacy.Verify(pub, mustHex(t, tc.Msg), mustHex(t, tc.Sig))
+				msg, sig := mustHex(t, tc.Msg), mustHex(t, tc.Sig)
+				err := legacy.Verify(pub, msg, sig)
+				if verifier != nil {
+					if verr := verifier.Verify(msg, sig); (verr == nil) != (err == nil) {
+						t.Fatalf("%s %v: Verifier.Verify = %v, Verify = %v", tc.Comment, tc.Flags, verr, err)
+					}
+				}
 				switch tc.Result {
 				case "valid":
 					valid.Add(1)
