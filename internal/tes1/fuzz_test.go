@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"reflect"
 	"testing"
 
 	"github.com/tes-traffic/tes"
@@ -48,7 +49,8 @@ func FuzzFrameReader(f *testing.F) {
 	})
 }
 
-// FuzzParseReport: the DATA plaintext parser accepts only valid reports.
+// FuzzParseReport: the DATA plaintext parser accepts only valid reports,
+// and its direct paths decide exactly as encoding/json does.
 func FuzzParseReport(f *testing.F) {
 	for _, s := range []string{
 		`{"plate": "34ABC123", "speed": 120}`,
@@ -56,11 +58,31 @@ func FuzzParseReport(f *testing.F) {
 		`{"plate": 1, "speed": 1e400}`,
 		`{"plate": "X", "speed": -0.0}`,
 		`{"plate": "X", "speed": "  7 "}`,
+		`{"plate": "X", "speed": -0}`,
+		`{"plate": "X", "speed": 0120}`,
+		`{"plate": "X", "speed": 1000000000}`,
+		`{"plate": "X", "speed": 10000000000}`,
+		`{"plate": "X", "speed": 90, "speed": 91}`,
+		`{"Plate": "X", "speed": 90}`,
+		`{"plate": "X\"Y", "speed": 90, "location": "a\\b\nc"}`,
+		`{"plate": "X\u0041", "speed": 90}`,
+		"{\"plate\": \"X\xff\", \"speed\": 90}",
+		`{"plate": "X", "speed": 90, "location": null}`,
+		`{"plate": "X", "speed": 90} `,
+		`{"plate": "X","speed": 90}`,
+		`{"plate": "X", "speed": 90,}`,
+		`{"plate": "X", "speed": "9\u0030"}`,
+		`{}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, plain []byte) {
 		r, err := tes1.ParseReport(plain)
+		ref, refErr := tes1.ParseReportJSON(plain)
+		if (err == nil) != (refErr == nil) || err != nil && err.Error() != refErr.Error() ||
+			err == nil && !reflect.DeepEqual(r, ref) {
+			t.Fatalf("%q: ParseReport = %+v, %v; encoding/json = %+v, %v", plain, r, err, ref, refErr)
+		}
 		if err != nil {
 			if tes.ErrorCode(err) != tes.EINVALID {
 				t.Fatalf("error %v is not EINVALID", err)

@@ -3,8 +3,10 @@ package tes1
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/tes-traffic/tes"
@@ -183,4 +185,53 @@ func BenchmarkSessionPayload(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestParseReportShapes: the reports our clients and the original's client
+// send take the direct path; the rest fall back to encoding/json with the
+// same result.
+func TestParseReportShapes(t *testing.T) {
+	full := &tes.Report{ReportID: tes.NewReportID(), Plate: "AB 12", Speed: 97, SpeedLimit: 50,
+		Location: `E40 "km" 12 \ north`, ObservedAt: time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)}
+	for _, c := range []struct {
+		name  string
+		plain []byte
+		fast  bool
+	}{
+		{"original client", []byte(`{"plate": "34ABC123", "speed": 120}`), true},
+		{"every field (AppendReport)", AppendReport(nil, full), true},
+		{"keys in another order", []byte(`{"speed": 120, "plate": "34ABC123", "location": "x"}`), true},
+		{"speed as a string", []byte(`{"plate": "34ABC123", "speed": "120"}`), true},
+		{"non-ASCII location (\\u escape)", AppendReport(nil, &tes.Report{Plate: "AB 12", Speed: 97, Location: "Zürich"}), false},
+		{"speed as a float", []byte(`{"plate": "34ABC123", "speed": 120.0}`), false},
+		{"compact separators", []byte(`{"plate":"34ABC123","speed":120}`), false},
+		{"null location", []byte(`{"plate": "34ABC123", "speed": 120, "location": null}`), false},
+	} {
+		var p reportPlain
+		if ok := p.parseCanonical(c.plain); ok != c.fast {
+			t.Errorf("%s: direct path %v, want %v", c.name, ok, c.fast)
+		}
+		got, err := ParseReport(c.plain)
+		want, wantErr := parseReport(c.plain, false)
+		if err != nil || wantErr != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: %+v, %v; encoding/json %+v, %v", c.name, got, err, want, wantErr)
+		}
+	}
+}
+
+func BenchmarkParseReport(b *testing.B) {
+	plain := AppendReport(nil, &tes.Report{ReportID: tes.NewReportID(), Plate: "34ABC123", Speed: 120, Location: "E40 km 12"})
+	for _, c := range []struct {
+		name   string
+		direct bool
+	}{{"direct", true}, {"encoding/json", false}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := parseReport(plain, c.direct); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
