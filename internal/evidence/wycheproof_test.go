@@ -36,8 +36,9 @@ type wycheproofEdDSA struct {
 
 // TestWycheproofEd25519 runs every Wycheproof Ed25519 vector through the
 // one verification path of the TLS suite and of `tes evidence verify`
-// (VerifySignature), with the key taken from its SubjectPublicKeyInfo DER
-// as a certificate carries it.
+// (VerifySignature) and through the Verifier the TLS suite keeps per
+// connection, with the key taken from its SubjectPublicKeyInfo DER as a
+// certificate carries it.
 func TestWycheproofEd25519(t *testing.T) {
 	data, err := os.ReadFile(filepath.Join("..", "..", "testdata", "wycheproof", "ed25519_test.json"))
 	if err != nil {
@@ -64,11 +65,20 @@ func TestWycheproofEd25519(t *testing.T) {
 		if !ok || hex.EncodeToString(pub) != g.PublicKey.PK {
 			t.Fatalf("publicKeyDer does not hold pk %s", g.PublicKey.PK)
 		}
+		verifier, err := evidence.NewVerifier(pub)
+		if err != nil {
+			t.Fatalf("NewVerifier(%s): %v", g.PublicKey.PK, err)
+		}
 		for _, tc := range g.Tests {
 			ran++
 			t.Run(fmt.Sprintf("tcId=%d", tc.TcID), func(t *testing.T) {
 				t.Parallel()
-				err := evidence.VerifySignature(pub, mustHex(t, tc.Msg), mustHex(t, tc.Sig))
+				msg, sig := mustHex(t, tc.Msg), mustHex(t, tc.Sig)
+				err := evidence.VerifySignature(pub, msg, sig)
+				// The TLS suite's per-connection Verifier decides the same.
+				if verr := verifier.Verify(msg, sig); (verr == nil) != (err == nil) {
+					t.Fatalf("%s %v: Verifier.Verify = %v, VerifySignature = %v", tc.Comment, tc.Flags, verr, err)
+				}
 				switch tc.Result {
 				case "valid":
 					if err != nil {

@@ -365,12 +365,23 @@ func TestEnrollRefusals(t *testing.T) {
 }
 
 // TestDataRefusals: a DATA message that is unsigned, signed by another key
-// or over other fields is refused, and nothing is stored.
+// or over other fields is refused, and nothing is stored. A first good
+// report comes before them, so that they are checked with the
+// connection's Ed25519 table (verifySignature), which the connection gives
+// back when it closes.
 func TestDataRefusals(t *testing.T) {
 	e := newEnv(t)
 	dev := e.mustEnroll()
 	c := e.mustDial(dev)
 	ctx := context.Background()
+	first := newReport("AB0", 90)
+	p0, s0, err := c.SealReport(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, text, err := c.Request(ctx, tes1.TypeData, p0, s0); status != tes1.StatusOK || text != tes1.ReplyQueued {
+		t.Fatalf("first report: %s %q %v", status, text, err)
+	}
 	r := newReport("AB1", 99)
 	r.ReportID, r.User = tes.NewReportID(), dev.User
 	payload := string(tes1.AppendReport(nil, r))
@@ -404,12 +415,23 @@ func TestDataRefusals(t *testing.T) {
 	if status, text, _ := c.Request(ctx, "SESSION", "{}", ""); status != tes1.StatusError || text != tes1.ReplyUnknownType {
 		t.Errorf("SESSION inside TLS: %s %q", status, text)
 	}
-	if n := e.count(); n != 0 {
-		t.Fatalf("%d violations stored from refused messages", n)
+	if n := e.count(); n != 1 {
+		t.Fatalf("%d violations stored, want 1 (the first report)", n)
+	}
+	if n := e.srv.VerifierTables(); n != 1 {
+		t.Errorf("%d connections hold an Ed25519 table, want 1", n)
 	}
 	// The good one still goes through on the same connection.
 	if status, text, err := c.Request(ctx, tes1.TypeData, payload, sign(dev.Key, good)); status != tes1.StatusOK || text != tes1.ReplyQueued {
 		t.Fatalf("good report: %s %q %v", status, text, err)
+	}
+	c.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for e.srv.VerifierTables() != 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := e.srv.VerifierTables(); n != 0 {
+		t.Errorf("%d tables still held after the connection closed", n)
 	}
 }
 
