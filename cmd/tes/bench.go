@@ -36,7 +36,7 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	fs.IntVar(&cfg.Window, "window", 1, "reports: messages each connection sends before waiting for replies (1: request-reply, as the original client; up to 64)")
 	fs.DurationVar(&cfg.Duration, "duration", 0, "stop after this long (and after -n, whichever comes first)")
 	fs.StringVar(&cfg.MetricsURL, "metrics", "", "the server's /metrics URL, to report its CPU per operation and (idle) its RSS (e.g. http://127.0.0.1:5001/metrics)")
-	fs.BoolVar(&cfg.Calibrate, "calibrate", true, "legacy sessions: first measure this machine's RSA-OAEP-2048 decrypt rate on all cores (about 1 s), the bound a TES/1 session rate cannot pass, and report the run as a fraction of it")
+	fs.BoolVar(&cfg.Calibrate, "calibrate", true, "legacy sessions: measure this machine's RSA-OAEP-2048 decrypt rate on all cores before and after the run (about 1 s each), take the higher as the bound a TES/1 session rate cannot pass, and report the run as a fraction of it")
 	fs.IntVar(&cfg.Probe, "probe", 200, "idle: reports the probe client sends, one at a time, on the idle server and again with the connections held")
 	fs.IntVar(&cfg.PerSource, "per-source", 2000, "idle: most connections from one source address (match the server's --max-conns-per-ip)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
@@ -96,7 +96,8 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 		unit[:len(unit)-1], res.BenchCores, res.PrepTime.Round(time.Millisecond))
 	if res.BoundPerSec > 0 {
 		op, _, _ := strings.Cut(res.BoundName, ",")
-		fmt.Fprintf(w, "bound: %s %s/s on %d cores; this run %s %s/s = %.0f%% of it\n", op, commas(res.BoundPerSec), res.BoundCores,
+		fmt.Fprintf(w, "bound: %s %s/s on %d cores (the higher of %s before and %s after the run); this run %s %s/s = %.0f%% of it\n",
+			op, commas(res.BoundPerSec), res.BoundCores, commas(res.BoundBefore), commas(res.BoundAfter),
 			commas(res.OpsPerSec), unit, res.BoundFraction*100)
 	}
 	return printErrors(w, res)

@@ -103,6 +103,24 @@ func TestRunCountsWhatTheServerCounts(t *testing.T) {
 		t.Fatalf("not calibrated, yet a bound: %+v", res)
 	}
 
+	// Calibrated: the bound is the higher of the calibrations before and
+	// after the run, and the run is given as a fraction of it.
+	restoreCal := bench.SetCalibrateFor(50 * time.Millisecond)
+	cfg.Calibrate = true
+	res, err = bench.Run(ctx, cfg)
+	cfg.Calibrate = false
+	restoreCal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.BoundBefore <= 0 || res.BoundAfter <= 0 || res.BoundPerSec != max(res.BoundBefore, res.BoundAfter) ||
+		res.BoundCores < 1 || !strings.HasPrefix(res.BoundName, "RSA-OAEP-2048 decrypt") {
+		t.Fatalf("calibrated bound: %+v", res)
+	}
+	if want := res.OpsPerSec / res.BoundPerSec; res.BoundFraction != want {
+		t.Fatalf("fraction %v, want %v", res.BoundFraction, want)
+	}
+
 	// Bounded by time only: the prepared sessions run out (4 for 2
 	// connections here) and the rest are made as they go; every timed
 	// session is counted by the server too.
