@@ -77,8 +77,8 @@ func FuzzParsePublicKeyPEM(f *testing.F) {
 			}
 			return
 		}
-		if bits := pub.N.BitLen(); bits < 2048 || bits > 4096 || pub.E != 65537 {
-			t.Fatalf("accepted a %d-bit key with e=%d", bits, pub.E)
+		if bits := pub.N.BitLen(); bits < 2048 || bits > 4096 || pub.E != 65537 || pub.N.Bit(0) == 0 {
+			t.Fatalf("accepted a %d-bit key with e=%d (odd: %v)", bits, pub.E, pub.N.Bit(0) == 1)
 		}
 		// Whatever was accepted re-encodes to the same DER and parses again.
 		pub2, der2, err := legacy.ParsePublicKeyPEM(legacy.MarshalPublicKeyPEM(pub))

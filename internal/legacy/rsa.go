@@ -73,7 +73,7 @@ func MarshalPublicKeyPEM(pub *rsa.PublicKey) string {
 
 // ParsePublicKeyPEM strictly parses a peer's RSA public key in SubjectPublicKeyInfo PEM
 // ("-----BEGIN PUBLIC KEY-----"): exactly one PEM block without headers, only whitespace around
-// it, canonical DER, an RSA key with a modulus of 2048 to 4096 bits and exponent 65537. It
+// it, canonical DER, an RSA key with an odd modulus of 2048 to 4096 bits and exponent 65537. It
 // returns the key and its SPKI DER (for [Fingerprint]). Errors describe what is wrong with the
 // input; none of it is secret.
 func ParsePublicKeyPEM(pemText string) (*rsa.PublicKey, []byte, error) {
@@ -119,6 +119,9 @@ func ParsePublicKeyPEM(pemText string) (*rsa.PublicKey, []byte, error) {
 	}
 	if pub.E != rsaExponent {
 		return nil, nil, fmt.Errorf("legacy: RSA public exponent is %d, want %d", pub.E, rsaExponent)
+	}
+	if pub.N.Bit(0) == 0 { // no RSA modulus is; crypto/rsa refuses it at every verification
+		return nil, nil, errors.New("legacy: RSA modulus is even")
 	}
 	// One key, one encoding: the fingerprint of the DER then identifies the key.
 	if canon, err := x509.MarshalPKIXPublicKey(pub); err != nil || !bytes.Equal(canon, der) {

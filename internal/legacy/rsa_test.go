@@ -95,6 +95,7 @@ func TestParsePublicKeyPEM(t *testing.T) {
 		{"4097-bit", syntheticPEM(t, 4097, 65537), "4097 bits"},
 		{"e=3", syntheticPEM(t, 2048, 3), "exponent is 3"},
 		{"e=65539", syntheticPEM(t, 2048, 65539), "exponent"},
+		{"even modulus", mustSPKIPEM(t, &rsa.PublicKey{N: new(big.Int).Add(new(big.Int).Lsh(big.NewInt(1), 2047), big.NewInt(2)), E: 65537}), "even"},
 		{"EC P-256", mustSPKIPEM(t, &ecKey.PublicKey), "want RSA"},
 		{"Ed25519", mustSPKIPEM(t, edPub), "want RSA"},
 		{"non-canonical DER", nonCanonicalPEM, "parse public key"},

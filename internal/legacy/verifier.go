@@ -27,7 +27,7 @@ type Verifier struct {
 	prefix []byte // EM without the hash: 0x00 0x01 0xff.. 0x00 DigestInfo
 }
 
-// NewVerifier prepares pub, which must be a key [ParsePublicKeyPEM] accepts: a modulus of 2048
+// NewVerifier prepares pub, which must be a key [ParsePublicKeyPEM] accepts: an odd modulus of 2048
 // to 4096 bits and exponent 65537.
 func NewVerifier(pub *rsa.PublicKey) (*Verifier, error) {
 	if pub == nil || pub.N == nil {

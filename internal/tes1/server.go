@@ -509,8 +509,10 @@ func (s *Server) prepareData(c *conn, log *slog.Logger, m *Message) (item *tes.I
 	if c.verifier == nil {
 		// Once per session: the key's Montgomery constants are about a third of
 		// what crypto/rsa spends on each verification.
+		// ParsePublicKeyPEM let only keys it takes through, so this does
+		// not fail; if it did, every DATA of the session would be refused.
 		if c.verifier, err = legacy.NewVerifier(c.clientKey); err != nil {
-			log.Error("client key refused for verification", "err", err)
+			log.Warn("client key refused for verification", "err", err)
 			s.refuse(c, log, ReplySigInvalid)
 			return nil, StatusError, ReplySigInvalid
 		}
