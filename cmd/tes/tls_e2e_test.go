@@ -121,6 +121,12 @@ func TestTLSEndToEnd(t *testing.T) {
 	if _, errOut, code := e2e.Run(t, "", noPassword, "report", "--tls", "--plate", "AB125", "--speed", "87"); code == 0 || !strings.Contains(errOut, "refused this device") {
 		t.Fatalf("report from a revoked device: exit %d: %s", code, errOut)
 	}
+	// The TLS suite's counters and latencies on /metrics, as TES/1's are;
+	// a refusal is labelled by its reply text, without the device's ID.
+	mustMetrics(t, o, `tes_reports_accepted_total{suite="tls"} 3`, `tes_sessions_total{result="ok",suite="tls"} 3`,
+		`tes_sessions_total{result="failed",suite="tls"}`, `tes_handshake_seconds_count{suite="tls"} 3`,
+		`tes_ingest_seconds_count{suite="tls"} 3`, `tes_requests_refused_total{reason="Device Revoked",suite="tls"}`,
+		`tes_requests_refused_total{reason="Join Token Already Used",suite="tls"} 1`, `tes_connections_total{suite="tls"}`)
 	o.Stop() // refusals reach the audit log asynchronously; Stop writes them all
 	out, _, _ = e2e.Run(t, "", nil, "status", "--data", data, "--events", "100")
 	for _, action := range []string{"device.added", "device.enrolled", "device.revoked", "report.accepted", "report.refused", "key.created", "settings.changed", "device.enroll_refused"} {

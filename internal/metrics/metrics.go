@@ -1,15 +1,19 @@
 // Package metrics exposes the officer server's Prometheus metrics on
-// /metrics: reports accepted and refused by reason, sessions by suite,
-// handshake and ingest latency, commit batch sizes and latency, queue and
-// connection gauges, and the process's CPU and memory.
+// /metrics: for each protocol suite (label suite="tes1" or "tls"), reports
+// accepted and duplicate, requests refused by reason, sessions and logins
+// by result, open, total and refused connections, handshake and ingest
+// latency; then commit batch sizes and latency, the ingest queue, and the
+// process's CPU and memory.
 //
-// Counters that the protocol servers already keep (tes1.Stats) are read at
-// scrape time by a collector, so the hot path pays nothing for them; the
-// histograms are observed on the hot path (one atomic add each).
+// Counters that the protocol servers already keep (tes1.Stats, which the
+// TLS suite keeps too) are read at scrape time by a collector, so the hot
+// path pays nothing for them; the histograms are observed on the hot path
+// (one atomic add each).
 package metrics
 
 import (
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +32,7 @@ type Metrics struct {
 	commitBatch prometheus.Histogram
 	commitTime  prometheus.Histogram
 	commitFails prometheus.Counter
+	suites      *suitesCollector
 }
 
 // latency buckets from 50 µs to 10 s.
@@ -48,7 +53,8 @@ func New() *Metrics {
 		Name: "tes_commit_seconds", Help: "Duration of one group commit (the store's transaction incl. fsync).", Buckets: latencyBuckets})
 	m.commitFails = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "tes_commit_failures_total", Help: "Group commits that failed; their reports were answered ERROR."})
-	m.reg.MustRegister(m.handshake, m.ingest, m.commitBatch, m.commitTime, m.commitFails,
+	m.suites = &suitesCollector{}
+	m.reg.MustRegister(m.handshake, m.ingest, m.commitBatch, m.commitTime, m.commitFails, m.suites,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -77,15 +83,16 @@ func (m *Metrics) Ingested(suite string, d time.Duration) {
 	m.ingest.WithLabelValues(suite).Observe(d.Seconds())
 }
 
-// ObserveTES1 returns the hooks for a TES/1 server.
-func (m *Metrics) ObserveTES1() tes1.Observer {
-	return tes1Observer{handshake: m.handshake.WithLabelValues("tes1"), ingest: m.ingest.WithLabelValues("tes1")}
+// Observe returns the latency hooks for a protocol server of suite ("tes1",
+// "tls").
+func (m *Metrics) Observe(suite string) tes1.Observer {
+	return suiteObserver{handshake: m.handshake.WithLabelValues(suite), ingest: m.ingest.WithLabelValues(suite)}
 }
 
-type tes1Observer struct{ handshake, ingest prometheus.Observer }
+type suiteObserver struct{ handshake, ingest prometheus.Observer }
 
-func (o tes1Observer) Session(d time.Duration) { o.handshake.Observe(d.Seconds()) }
-func (o tes1Observer) Report(d time.Duration)  { o.ingest.Observe(d.Seconds()) }
+func (o suiteObserver) Session(d time.Duration) { o.handshake.Observe(d.Seconds()) }
+func (o suiteObserver) Report(d time.Duration)  { o.ingest.Observe(d.Seconds()) }
 
 // AddQueue exports the ingest queue length.
 func (m *Metrics) AddQueue(length func() int) {
@@ -93,8 +100,13 @@ func (m *Metrics) AddQueue(length func() int) {
 		Name: "tes_ingest_queue_length", Help: "Items waiting for the next group commit."}, func() float64 { return float64(length()) }))
 }
 
-// AddTES1 exports a TES/1 server's counters, read at scrape time.
-func (m *Metrics) AddTES1(s *tes1.Stats) { m.reg.MustRegister(&tes1Collector{s: s}) }
+// AddSuite exports a protocol server's counters under suite ("tes1",
+// "tls"), read at scrape time.
+func (m *Metrics) AddSuite(suite string, s *tes1.Stats) {
+	m.suites.mu.Lock()
+	defer m.suites.mu.Unlock()
+	m.suites.list = append(m.suites.list, suiteStats{suite, s})
+}
 
 var (
 	descConns    = prometheus.NewDesc("tes_connections_open", "Open protocol connections.", []string{"suite"}, nil)
@@ -107,18 +119,37 @@ var (
 	descRefused  = prometheus.NewDesc("tes_requests_refused_total", "Requests refused, by the reply's reason.", []string{"suite", "reason"}, nil)
 )
 
-type tes1Collector struct{ s *tes1.Stats }
+// suitesCollector reads the protocol servers' counters, one label value
+// per suite.
+type suitesCollector struct {
+	mu   sync.Mutex
+	list []suiteStats
+}
 
-func (c *tes1Collector) Describe(ch chan<- *prometheus.Desc) {
+type suiteStats struct {
+	suite string
+	s     *tes1.Stats
+}
+
+func (c *suitesCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConns, descConnsTot, descConnsRef, descSessions, descLogins, descAccepted, descDups, descRefused} {
 		ch <- d
 	}
 }
 
-func (c *tes1Collector) Collect(ch chan<- prometheus.Metric) {
-	s := c.s
+func (c *suitesCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	list := c.list
+	c.mu.Unlock()
+	for _, st := range list {
+		st.collect(ch)
+	}
+}
+
+func (st suiteStats) collect(ch chan<- prometheus.Metric) {
+	s := st.s
 	g := func(d *prometheus.Desc, t prometheus.ValueType, v int64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, t, float64(v), append([]string{"tes1"}, labels...)...)
+		ch <- prometheus.MustNewConstMetric(d, t, float64(v), append([]string{st.suite}, labels...)...)
 	}
 	g(descConns, prometheus.GaugeValue, s.Conns.Load())
 	g(descConnsTot, prometheus.CounterValue, s.ConnsTotal.Load())

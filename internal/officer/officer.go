@@ -138,7 +138,7 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Key: key, Auth: s.Auth, Ingest: s.batcher, Log: cfg.Log.With("suite", "tes1"),
 		OnRefuse:      s.onRefuse,
 		Statuses:      statusStore(s.Store),
-		Observe:       s.Metrics.ObserveTES1(),
+		Observe:       s.Metrics.Observe("tes1"),
 		MaxConns:      cfg.MaxConns,
 		MaxConnsPerIP: cfg.MaxConnsPerIP,
 		MaxHandshakes: cfg.MaxHandshakes, HandshakeTimeout: cfg.HandshakeTimeout, IdleTimeout: cfg.IdleTimeout,
@@ -146,7 +146,7 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s.Metrics.AddTES1(&s.TES1.Stats)
+	s.Metrics.AddSuite("tes1", &s.TES1.Stats)
 	if err := s.claimIdentity(ctx, "tes1_key_fingerprint", s.TES1.Fingerprint(), identity.TES1KeyFile,
 		"clients that pinned the recorded key would refuse this node"); err != nil {
 		return nil, err

@@ -90,11 +90,12 @@ func (s *Server) openTLS(ctx context.Context) error {
 		CA: m.ca, ServerCert: cert, Devices: devices, Users: s.Store, Ingest: s.batcher,
 		Log: s.cfg.Log.With("suite", "tls"), OnRefuse: s.onRefuse, Audit: s.appendAudit,
 		Statuses: statusStore(s.Store), Auth: s.Auth, MaxConns: s.cfg.MaxConns, MaxConnsPerIP: s.cfg.MaxConnsPerIP,
-		IdleTimeout: s.cfg.IdleTimeout,
+		IdleTimeout: s.cfg.IdleTimeout, Observe: s.Metrics.Observe("tls"),
 	})
 	if err != nil {
 		return err
 	}
+	s.Metrics.AddSuite("tls", &m.server.Stats.Stats)
 	if m.ln, err = net.Listen("tcp", s.cfg.ListenTLS); err != nil {
 		return fmt.Errorf("listen for the TLS suite on %s: %w (pick another --listen-tls)", s.cfg.ListenTLS, err)
 	}
@@ -215,6 +216,11 @@ func (s *Server) addTLSStatus(st *tes.ServerStatus) {
 		ts := &m.server.Stats
 		st.Connections += int(ts.Conns.Load())
 		st.ReportsTotal += ts.Accepted.Load()
-		st.RefusedTotal += ts.Refused.Load()
+		for _, n := range ts.Refused() {
+			st.RefusedTotal += n
+		}
+		for i, n := range ts.PerMinute(time.Now(), len(st.PerMinute)) {
+			st.PerMinute[i] += n
+		}
 	}
 }

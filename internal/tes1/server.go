@@ -282,7 +282,7 @@ func (s *Server) write(c *conn, b []byte) error {
 }
 
 func (s *Server) refuse(c *conn, log *slog.Logger, reason string) {
-	s.Stats.refuse(reason)
+	s.Stats.CountRefused(reason)
 	user := ""
 	if c.user != nil {
 		user = c.user.Name
@@ -448,7 +448,7 @@ func (s *Server) handleLogin(c *conn, log *slog.Logger, m *Message) (string, str
 			reply = ReplyUnavailable
 		}
 		log.Warn("login refused", "user", p.Username, "reply", reply)
-		s.Stats.refuse(reply)
+		s.Stats.CountRefused(reply)
 		if c.loginFails >= s.cfg.MaxLoginFailures {
 			return StatusError, ReplyTooManyAttempts, true
 		}
@@ -545,7 +545,7 @@ func (s *Server) prepareData(c *conn, log *slog.Logger, m *Message) (item *tes.I
 func (s *Server) dataOutcome(c *conn, log *slog.Logger, item *tes.IngestItem, err error, start time.Time) (string, string) {
 	if err != nil {
 		log.Error("report not committed", "err", err)
-		s.Stats.refuse(ReplyUnavailable)
+		s.Stats.CountRefused(ReplyUnavailable)
 		return StatusError, ReplyUnavailable
 	}
 	switch item.Outcome {
@@ -553,7 +553,7 @@ func (s *Server) dataOutcome(c *conn, log *slog.Logger, item *tes.IngestItem, er
 		if item.Outcome == tes.OutcomeDuplicate {
 			s.Stats.Duplicates.Add(1)
 		}
-		s.Stats.accepted(item.ReceivedAt)
+		s.Stats.CountAccepted(item.ReceivedAt)
 		if s.cfg.Observe != nil {
 			s.cfg.Observe.Report(time.Since(start))
 		}

@@ -6,8 +6,10 @@ import (
 	"time"
 )
 
-// Stats counts what the server did. Fields are updated with atomics on the
-// hot path; readers take a snapshot.
+// Stats counts what a protocol server did; the TLS suite keeps the same
+// counters (internal/tlssuite), so /metrics and the status page read both
+// alike. Fields are updated with atomics on the hot path; readers take a
+// snapshot.
 type Stats struct {
 	Conns          atomic.Int64 // open now
 	ConnsTotal     atomic.Int64
@@ -30,7 +32,9 @@ type minuteSlot struct {
 	n      atomic.Int64
 }
 
-func (s *Stats) refuse(reason string) {
+// CountRefused counts a refused request under reason, which must come from a
+// bounded set (a reply text, not a user's input): it is a metrics label.
+func (s *Stats) CountRefused(reason string) {
 	s.refusedMu.Lock()
 	if s.refused == nil {
 		s.refused = map[string]int64{}
@@ -50,7 +54,8 @@ func (s *Stats) Refused() map[string]int64 {
 	return out
 }
 
-func (s *Stats) accepted(now time.Time) {
+// CountAccepted counts a report acknowledged at now, also per minute.
+func (s *Stats) CountAccepted(now time.Time) {
 	s.Accepted.Add(1)
 	m := now.Unix() / 60
 	slot := &s.perMinute[m%60]

@@ -81,7 +81,7 @@ func (s *Server) handleEnroll(c *conn, log *slog.Logger, frame []byte, cs tls.Co
 // enrollRefused logs and audits a refused enrolment (the token ID is
 // public; the secret never reaches the server).
 func (s *Server) enrollRefused(c *conn, log *slog.Logger, tokenID, reply string, err error) {
-	s.Stats.Refused.Add(1)
+	s.Stats.CountRefused(reply)
 	log.Warn("enrolment refused", "token", tokenID, "reason", reply, "err", err)
 	if s.cfg.Audit != nil {
 		subject := "remote:" + c.remote

@@ -87,7 +87,7 @@ func (s *Server) handleLogin(c *conn, log *slog.Logger, m *tes1.Message) (string
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := s.cfg.Auth.Authenticate(ctx, req.Username, req.Password); err != nil {
-		s.Stats.Refused.Add(1)
+		s.Stats.LoginsFailed.Add(1)
 		reply := tes1.ReplyBadLogin
 		switch tes.ErrorCode(err) {
 		case tes.EUNAUTHORIZED:
@@ -98,8 +98,10 @@ func (s *Server) handleLogin(c *conn, log *slog.Logger, m *tes1.Message) (string
 			reply = tes1.ReplyUnavailable
 		}
 		log.Warn("login refused", "reply", reply)
+		s.Stats.CountRefused(reply)
 		return tes1.StatusError, reply, false
 	}
+	s.Stats.Logins.Add(1)
 	log.Info("user signed in over the TLS suite")
 	return tes1.StatusOK, tes1.ReplyLoginOK, false
 }

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -46,6 +47,9 @@ type Config struct {
 	Statuses tes.ReportStatusStore
 	// Auth checks LOGIN's password (login.go); nil disables LOGIN.
 	Auth Authenticator
+	// Observe, if set, receives latencies: Session the report handshake's
+	// (accept to a device accepted), Report a report's arrival to its OK.
+	Observe tes1.Observer
 
 	HandshakeTimeout time.Duration // accept to the end of the TLS handshake; default 10 s
 	IdleTimeout      time.Duration // between requests; default 5 min
@@ -59,16 +63,14 @@ type Config struct {
 	Now          func() time.Time
 }
 
-// Stats counts what the server did.
+// Stats counts what the server did, in TES/1's counters so that /metrics
+// and the status page read both suites alike: Sessions are report
+// handshakes that ended with a device accepted, SessionsFailed the TLS
+// handshakes that failed or were refused, Logins the sign-ins made over a
+// device's connection; refusals are counted by their reply text.
 type Stats struct {
-	Conns         atomic.Int64 // open now
-	ConnsTotal    atomic.Int64
-	ConnsRefused  atomic.Int64 // over a connection limit
-	Handshakes    atomic.Int64 // completed report handshakes (device accepted)
-	HandshakesBad atomic.Int64 // failed or refused TLS handshakes
-	Enrolled      atomic.Int64
-	Accepted      atomic.Int64 // reports acknowledged (stored or duplicate)
-	Refused       atomic.Int64 // requests refused
+	tes1.Stats
+	Enrolled atomic.Int64 // devices enrolled
 }
 
 // Server is the TLS suite's officer server.
@@ -267,13 +269,14 @@ func (s *Server) checkDevice(ctx context.Context, id string, cert *x509.Certific
 
 func (s *Server) serveConn(c *conn) {
 	log := s.cfg.Log.With("remote", c.remote)
+	start := time.Now()
 	c.tls = tls.Server(c.Conn, s.configFor(c))
 	c.Conn.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HandshakeTimeout)
 	err := c.tls.HandshakeContext(ctx)
 	cancel()
 	if err != nil {
-		s.Stats.HandshakesBad.Add(1)
+		s.Stats.SessionsFailed.Add(1)
 		if c.refusal != "" {
 			s.refuse(c, log, c.refusal)
 		} else {
@@ -292,10 +295,13 @@ func (s *Server) serveConn(c *conn) {
 			return
 		}
 		c.state = reporting
-		s.Stats.Handshakes.Add(1)
+		s.Stats.Sessions.Add(1)
+		if s.cfg.Observe != nil {
+			s.cfg.Observe.Session(time.Since(start))
+		}
 		s.serveReports(c, log.With("device", c.device.ID, "user", c.device.User), cs)
 	default:
-		s.Stats.HandshakesBad.Add(1)
+		s.Stats.SessionsFailed.Add(1)
 		log.Debug("no application protocol negotiated")
 	}
 }
@@ -513,15 +519,21 @@ func (s *Server) verifySignature(c *conn, signed, sig []byte) error {
 }
 
 // dataOutcome turns the result of committing item into the reply.
-func (s *Server) dataOutcome(c *conn, log *slog.Logger, item *tes.IngestItem, err error, _ time.Time) (string, string) {
+func (s *Server) dataOutcome(c *conn, log *slog.Logger, item *tes.IngestItem, err error, start time.Time) (string, string) {
 	if err != nil {
 		log.Error("report not committed", "err", err)
-		s.Stats.Refused.Add(1)
+		s.Stats.CountRefused(tes1.ReplyUnavailable)
 		return tes1.StatusError, tes1.ReplyUnavailable
 	}
 	switch item.Outcome {
 	case tes.OutcomeStored, tes.OutcomeDuplicate:
-		s.Stats.Accepted.Add(1)
+		if item.Outcome == tes.OutcomeDuplicate {
+			s.Stats.Duplicates.Add(1)
+		}
+		s.Stats.CountAccepted(item.ReceivedAt)
+		if s.cfg.Observe != nil {
+			s.cfg.Observe.Report(time.Since(start))
+		}
 		return tes1.StatusOK, tes1.ReplyQueued
 	case tes.OutcomeReplay:
 		s.refuse(c, log, tes1.ReplyReplay)
@@ -565,11 +577,19 @@ func (s *Server) write(c *conn, b []byte) error {
 }
 
 func (s *Server) refuse(c *conn, log *slog.Logger, reason string) {
-	s.Stats.Refused.Add(1)
+	s.Stats.CountRefused(reasonLabel(reason))
 	log.Warn("request refused", "reason", reason, "user", c.user())
 	if s.cfg.OnRefuse != nil {
 		s.cfg.OnRefuse(c.user(), c.remote, reason)
 	}
+}
+
+// reasonLabel is reason without the detail a refusal may carry in
+// parentheses (a device ID, a user name): the reply text alone, one of a
+// bounded set, for the refusal counter that /metrics labels by it.
+func reasonLabel(reason string) string {
+	label, _, _ := strings.Cut(reason, " (")
+	return label
 }
 
 // String describes the server for logs.
