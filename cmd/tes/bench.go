@@ -99,6 +99,10 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 		fmt.Fprintf(w, "bound: %s %s/s on %d cores (the higher of %s before and %s after the run); this run %s %s/s = %.0f%% of it\n",
 			op, commas(res.BoundPerSec), res.BoundCores, commas(res.BoundBefore), commas(res.BoundAfter),
 			commas(res.OpsPerSec), unit, res.BoundFraction*100)
+		if serverX, ceiling := res.SessionCeiling(); serverX > 0 {
+			fmt.Fprintf(w, "server CPU per session = %.2fx one decrypt (%s a core); with the bench's CPU on the same cores a run can reach at most %.0f%% of the bound\n",
+				serverX, r(res.BoundOpCPU()), ceiling*100)
+		}
 	}
 	return printErrors(w, res)
 }

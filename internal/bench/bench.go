@@ -119,6 +119,30 @@ func (r *Result) ServerCPUPerOp() time.Duration {
 	return r.ServerCPU / time.Duration(r.Ops)
 }
 
+// BoundOpCPU is, for a calibrated sessions run, the CPU one bound
+// operation (an RSA-OAEP decrypt) takes on one core: BoundCores /
+// BoundPerSec. 0 when not calibrated.
+func (r *Result) BoundOpCPU() time.Duration {
+	if r.BoundPerSec <= 0 {
+		return 0
+	}
+	return time.Duration(float64(r.BoundCores) / r.BoundPerSec * float64(time.Second))
+}
+
+// SessionCeiling reads a calibrated sessions run the way that does not
+// depend on where the bench ran: the server's CPU per session as a
+// multiple of one decrypt, and the fraction of the bound a run can reach
+// at most when the bench's own CPU per session is spent on the server's
+// cores (decrypt / (server + bench)). Zeros when the run was not
+// calibrated or the server's CPU is unknown.
+func (r *Result) SessionCeiling() (serverX, ceiling float64) {
+	d, s := r.BoundOpCPU(), r.ServerCPUPerOp()
+	if d <= 0 || s <= 0 {
+		return 0, 0
+	}
+	return Ratio(float64(s), float64(d)), Ratio(float64(d), float64(s+r.BenchCPUPerOp()))
+}
+
 // BenchCPUPerOp is this process's CPU time per operation.
 func (r *Result) BenchCPUPerOp() time.Duration {
 	if r.Ops == 0 {

@@ -157,6 +157,27 @@ func TestRatio(t *testing.T) {
 	}
 }
 
+// TestSessionCeiling: a calibrated sessions run read against one decrypt.
+func TestSessionCeiling(t *testing.T) {
+	res := &bench.Result{Ops: 1000, ServerCPU: 1500 * time.Millisecond, BenchCPU: 250 * time.Millisecond,
+		BoundPerSec: 2000, BoundCores: 2}
+	if got := res.BoundOpCPU(); got != time.Millisecond {
+		t.Fatalf("BoundOpCPU = %v, want 1ms", got)
+	}
+	serverX, ceiling := res.SessionCeiling()
+	if math.Abs(serverX-1.5) > 1e-9 || math.Abs(ceiling-1/1.75) > 1e-9 {
+		t.Fatalf("SessionCeiling = %v, %v; want 1.5, %v", serverX, ceiling, 1/1.75)
+	}
+	res.BoundPerSec = 0
+	if a, b := res.SessionCeiling(); a != 0 || b != 0 || res.BoundOpCPU() != 0 {
+		t.Fatalf("not calibrated: %v %v %v", a, b, res.BoundOpCPU())
+	}
+	res.BoundPerSec, res.ServerCPU = 2000, 0
+	if a, b := res.SessionCeiling(); a != 0 || b != 0 {
+		t.Fatalf("no server CPU: %v %v", a, b)
+	}
+}
+
 // TestCalibrateOAEP: the calibration stops at its count bound and reports
 // a rate for the decrypts it did (no timing assertion).
 func TestCalibrateOAEP(t *testing.T) {
