@@ -1,7 +1,17 @@
 package tes1
 
-import "github.com/tes-traffic/tes"
+import (
+	"io"
+
+	"github.com/tes-traffic/tes"
+)
 
 // ParseReportJSON is ParseReport decoding everything with encoding/json,
 // the reference FuzzParseReport holds its direct paths to.
 func ParseReportJSON(plain []byte) (*tes.Report, error) { return parseReport(plain, false) }
+
+// NewRefFrameReader is the byte-at-a-time frame reader FuzzFrameReader
+// holds NewFrameReader to.
+func NewRefFrameReader(r io.Reader, max int) interface{ Next() ([]byte, error) } {
+	return newRefFrameReader(r, max)
+}

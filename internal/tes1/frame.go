@@ -80,12 +80,21 @@ func (f *FrameReader) Next() ([]byte, error) {
 			}
 			return nil, err
 		}
-		for i, c := range chunk {
+	scan:
+		for i := 0; i < len(chunk); i++ {
+			c := chunk[i]
 			switch {
 			case inString:
 				if escaped {
 					escaped = false
-				} else if c == '\\' {
+					continue
+				}
+				// Jump to the next quote or backslash (stringStop also
+				// stops at a control character, which changes nothing here).
+				if i += stringStop(chunk[i:]); i == len(chunk) {
+					break scan
+				}
+				if c = chunk[i]; c == '\\' {
 					escaped = true
 				} else if c == '"' {
 					inString = false

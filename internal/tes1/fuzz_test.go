@@ -3,6 +3,7 @@ package tes1_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"reflect"
 	"testing"
@@ -32,8 +33,13 @@ func FuzzFrameReader(f *testing.F) {
 			max += 4096
 		}
 		fr := tes1.NewFrameReader(bytes.NewReader(data), max)
+		ref := tes1.NewRefFrameReader(bytes.NewReader(data), max)
 		for i := 0; i < 1000; i++ {
 			frame, err := fr.Next()
+			want, wantErr := ref.Next()
+			if !bytes.Equal(frame, want) || fmt.Sprint(err) != fmt.Sprint(wantErr) {
+				t.Fatalf("frame %d: %q, %v; the byte-at-a-time reader: %q, %v", i, frame, err, want, wantErr)
+			}
 			if err != nil {
 				if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, tes1.ErrTooLarge) && !errors.Is(err, tes1.ErrMalformed) {
 					t.Fatalf("unexpected error %v", err)

@@ -149,16 +149,20 @@ func cutSimpleString(b []byte) (quoted, rest []byte, escaped, ok bool) {
 		return nil, nil, false, false
 	}
 	for i := 1; i < len(b); i++ {
-		switch c := b[i]; {
-		case c == '"':
+		i += stringStop(b[i:])
+		if i == len(b) {
+			break
+		}
+		switch b[i] {
+		case '"':
 			return b[:i+1], b[i+1:], escaped, true
-		case c == '\\':
+		case '\\':
 			if i+1 == len(b) || b[i+1] != '"' && b[i+1] != '\\' && b[i+1] != 'n' {
 				return nil, nil, false, false
 			}
 			escaped = true
 			i++
-		case c < 0x20:
+		default: // a control character
 			return nil, nil, false, false
 		}
 	}
