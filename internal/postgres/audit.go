@@ -106,7 +106,8 @@ func appendEventsTx(ctx context.Context, tx pgx.Tx, head *chainHead, events ...*
 		prevs[i], hashes[i] = e.PrevHash, e.Hash
 	}
 	b := &pgx.Batch{}
-	b.Queue(sqlInsertEvents, seqs, ats, actors, actions, subjects, details, prevs, hashes)
+	b.Queue(sqlInsertEvents, int64Array(seqs), timeArray(ats), textArray(actors), textArray(actions), textArray(subjects),
+		textArray(details), byteaArray(prevs), byteaArray(hashes))
 	b.Queue(sqlMoveHead, head.seq, head.hash, old)
 	return execBatch(ctx, tx, b, 1)
 }

@@ -250,7 +250,7 @@ func (db *DB) ingestTx(ctx context.Context, conn *pgx.Conn, rows []ingestRow) er
 	if nReport > 0 {
 		b.Queue(sqlLockHead)
 	}
-	b.Queue(sqlInsertDigests, digests, kinds, ats)
+	b.Queue(sqlInsertDigests, byteaArray(digests), kinds, timeArray(ats))
 	if len(keyFPs) > 0 {
 		b.Queue(sqlInsertKeys, keyFPs, keyPubs)
 	}
@@ -389,7 +389,8 @@ func (db *DB) ingestTx(ctx context.Context, conn *pgx.Conn, rows []ingestRow) er
 		prevs[k], hashes[k] = ev.PrevHash, ev.Hash
 	}
 	b = &pgx.Batch{}
-	b.Queue(sqlInsertEvents, seqs, evAts, actors, actions, subjects, details, prevs, hashes)
+	b.Queue(sqlInsertEvents, int64Array(seqs), timeArray(evAts), textArray(actors), textArray(actions), textArray(subjects),
+		textArray(details), byteaArray(prevs), byteaArray(hashes))
 	b.Queue(sqlMoveHead, head.seq, head.hash, oldSeq)
 	b.Queue(sqlCountPending, n)
 	return commit(ctx, conn, b)
@@ -448,7 +449,9 @@ func (db *DB) insertViolations(ctx context.Context, conn *pgx.Conn, rows []inges
 		fp[k] = nullString(r.Evidence.KeyFingerprint)
 		ver[k] = len(r.Evidence.Signature) > 0
 	}
-	qr, err := conn.Query(ctx, sqlInsertViolations, vid, rid, pk, pe, sp, sl, loc, obs, rcv, usr, suite, sgn, sig, fp, dev, ver)
+	qr, err := conn.Query(ctx, sqlInsertViolations, int64Array(vid), nullTextArray(rid), byteaArray(pk), byteaArray(pe),
+		int32Array(sp), int32Array(sl), byteaArray(loc), nullTimeArray(obs), timeArray(rcv), textArray(usr), textArray(suite),
+		byteaArray(sgn), byteaArray(sig), nullTextArray(fp), textArray(dev), ver)
 	if err != nil {
 		return nil, err
 	}
