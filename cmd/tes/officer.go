@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tes-traffic/tes/internal/gctune"
 	"github.com/tes-traffic/tes/internal/officer"
 	"github.com/tes-traffic/tes/internal/officerui"
 )
@@ -38,6 +39,7 @@ type officerFlags struct {
 	metricsAllow                     string
 	listenTLS                        string
 	legacy                           bool
+	gcHeadroom                       uint64
 }
 
 func addOfficerFlags(fs *flag.FlagSet, env *Env) *officerFlags {
@@ -58,6 +60,7 @@ func addOfficerFlags(fs *flag.FlagSet, env *Env) *officerFlags {
 	fs.BoolVar(&f.httpSecure, "http-secure", false, "the dashboard is reached over HTTPS (a TLS proxy in front): mark cookies Secure, send HSTS")
 	fs.StringVar(&f.metricsAllow, "metrics-allow", "127.0.0.0/8,::1/128", "networks (CIDR, comma-separated) that may read /metrics")
 	fs.IntVar(&f.threshold, "points-threshold", 0, "driver points at or over which the records page highlights a driver (default 100)")
+	fs.Uint64Var(&f.gcHeadroom, "gc-headroom", 64, "MiB the heap may grow past its live data before the garbage collector runs (raises GOGC while the live heap is small; 0, or GOGC or GOMEMLIMIT in the environment, leaves Go's default)")
 	return f
 }
 
@@ -123,6 +126,9 @@ func runOfficer(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer stop()
+	gcCtx, stopGC := context.WithCancel(ctx)
+	defer stopGC()
+	go gctune.Run(gcCtx, gctune.Config{Headroom: f.gcHeadroom << 20, Getenv: env.Getenv, Log: cfg.Log})
 	return srv.Run(ctx)
 }
 
