@@ -80,6 +80,9 @@ func (f *officerFlags) config(env *Env) (officer.Config, error) {
 		}
 		allow = append(allow, p)
 	}
+	if f.gcHeadroom > 1<<20 {
+		return officer.Config{}, fmt.Errorf("--gc-headroom %d is in MiB: more than 1 TiB is not a headroom (64 is the default, 0 leaves Go's collector alone)", f.gcHeadroom)
+	}
 	listen := f.listen
 	if !f.legacy {
 		listen = "" // TES/1 off: --listen is not used
