@@ -96,12 +96,12 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 		unit[:len(unit)-1], res.BenchCores, res.PrepTime.Round(time.Millisecond))
 	if res.BoundPerSec > 0 {
 		op, _, _ := strings.Cut(res.BoundName, ",")
-		fmt.Fprintf(w, "bound: %s %s/s on %d cores (the higher of %s before and %s after the run); this run %s %s/s = %.0f%% of it\n",
-			op, commas(res.BoundPerSec), res.BoundCores, commas(res.BoundBefore), commas(res.BoundAfter),
+		fmt.Fprintf(w, "bound: %s %s/s on %s (the higher of %s before and %s after the run); this run %s %s/s = %.0f%% of it\n",
+			op, commas(res.BoundPerSec), bench.Cores(res.BoundCores), commas(res.BoundBefore), commas(res.BoundAfter),
 			commas(res.OpsPerSec), unit, res.BoundFraction*100)
 		if serverX, ceiling := res.SessionCeiling(); serverX > 0 {
-			fmt.Fprintf(w, "server CPU per session = %.2fx one decrypt (%s a core); with the bench's CPU on the same cores a run can reach at most %.0f%% of the bound\n",
-				serverX, r(res.BoundOpCPU()), ceiling*100)
+			fmt.Fprintf(w, "server CPU per session = %.2fx one decrypt (%s a core): a server on cores of its own can reach at most %.0f%% of the bound; with the bench's CPU on the same cores, %.0f%%\n",
+				serverX, r(res.BoundOpCPU()), 100/serverX, ceiling*100)
 		}
 	}
 	return printErrors(w, res)

@@ -102,6 +102,14 @@ type Result struct {
 	Idle *IdleResult `json:"idle,omitempty"`
 }
 
+// Cores is n cores in words: "1 core", "2 cores".
+func Cores(n int) string {
+	if n == 1 {
+		return "1 core"
+	}
+	return strconv.Itoa(n) + " cores"
+}
+
 // Ratio is a/b, or 0 when b is 0: the run's rate as a fraction of its
 // bound, a loaded latency over the idle one.
 func Ratio(a, b float64) float64 {
@@ -342,7 +350,7 @@ func runSessions(ctx context.Context, cfg Config, key *rsa.PrivateKey) (*Result,
 	res := &Result{Suite: cfg.Suite, Mode: cfg.Mode, Conns: cfg.Conns}
 	calibrate := func(when string) (float64, error) {
 		if cfg.Progress != nil {
-			fmt.Fprintf(cfg.Progress, "calibrating %s the run: RSA-OAEP decrypts on %d cores for %s...\n", when, runtime.GOMAXPROCS(0), calibrateFor)
+			fmt.Fprintf(cfg.Progress, "calibrating %s the run: RSA-OAEP decrypts on %s for %s...\n", when, Cores(runtime.GOMAXPROCS(0)), calibrateFor)
 		}
 		rate, _, err := CalibrateOAEP(ctx, key, runtime.GOMAXPROCS(0), calibrateFor, calibrateMax)
 		if err != nil {
@@ -357,7 +365,7 @@ func runSessions(ctx context.Context, cfg Config, key *rsa.PrivateKey) (*Result,
 		}
 		cores := runtime.GOMAXPROCS(0)
 		res.BoundBefore, res.BoundCores = rate, cores
-		res.BoundName = fmt.Sprintf("RSA-OAEP-%d decrypt, %d cores", key.Size()*8, cores)
+		res.BoundName = fmt.Sprintf("RSA-OAEP-%d decrypt, %s", key.Size()*8, Cores(cores))
 	}
 	// One sign-in before the clock: the server checks a user's password with
 	// argon2id once and then (for --login-cache-ttl) trusts the same
