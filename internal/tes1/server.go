@@ -74,6 +74,8 @@ type Server struct {
 	pipe      Pipeliner // nil: one DATA at a time
 	Stats     Stats
 
+	clientKeys clientKeyCache
+
 	conns conntrack.Tracker
 }
 
@@ -117,6 +119,7 @@ func NewServer(cfg Config) (*Server, error) {
 		fp:        legacy.Fingerprint(der),
 		hsSem:     make(chan struct{}, cfg.MaxHandshakes),
 	}
+	s.clientKeys.max = clientKeyCacheMax
 	s.pipe, _ = cfg.Ingest.(Pipeliner)
 	s.conns = conntrack.Tracker{MaxConns: cfg.MaxConns, MaxConnsPerIP: cfg.MaxConnsPerIP, Log: cfg.Log,
 		Counters: conntrack.Counters{Open: &s.Stats.Conns, Total: &s.Stats.ConnsTotal, Refused: &s.Stats.ConnsRefused}}
@@ -149,10 +152,7 @@ type conn struct {
 
 	state      connState
 	cipher     *legacy.SessionCipher
-	clientKey  *rsa.PublicKey
-	verifier   *legacy.Verifier // clientKey's, made at the first DATA
-	clientSPKI []byte
-	clientFP   string
+	clientKey  *clientKey // the SESSION's, shared with other sessions of the key
 	user       *tes.User
 	loginFails int
 	sessFails  int
@@ -365,7 +365,7 @@ func (s *Server) handleSession(c *conn, log *slog.Logger, m *Message) (string, s
 	if err != nil || len(ek) != s.cfg.Key.Size() {
 		return fail("encrypted_key is not hex of the key size", err)
 	}
-	pub, spki, err := legacy.ParsePublicKeyPEM(p.ClientPublicKey)
+	ck, err := s.clientKeys.get(p.ClientPublicKey)
 	if err != nil {
 		return fail("client_public_key", err)
 	}
@@ -399,8 +399,7 @@ func (s *Server) handleSession(c *conn, log *slog.Logger, m *Message) (string, s
 		s.refuse(c, log, ReplySessionReplay)
 		return StatusError, ReplySessionReplay, true
 	}
-	c.cipher, c.clientKey, c.clientSPKI, c.clientFP = ciph, pub, spki, legacy.Fingerprint(spki)
-	c.verifier = nil
+	c.cipher, c.clientKey = ciph, ck
 	c.state = awaitLogin
 	s.Stats.Sessions.Add(1)
 	if s.cfg.Observe != nil {
@@ -458,7 +457,7 @@ func (s *Server) handleLogin(c *conn, log *slog.Logger, m *Message) (string, str
 	c.loginFails = 0
 	c.state = loggedIn
 	s.Stats.Logins.Add(1)
-	log.Info("user logged in", "user", u.Name, "role", u.Role, "client_key", c.clientFP)
+	log.Info("user logged in", "user", u.Name, "role", u.Role, "client_key", c.clientKey.fp)
 	return StatusOK, ReplyLoginOK, false
 }
 
@@ -506,19 +505,16 @@ func (s *Server) prepareData(c *conn, log *slog.Logger, m *Message) (item *tes.I
 		s.refuse(c, log, ReplyProcessing)
 		return nil, StatusError, ReplyProcessing
 	}
-	if c.verifier == nil {
-		// Once per session: the key's Montgomery constants are about a third of
-		// what crypto/rsa spends on each verification.
-		// ParsePublicKeyPEM let only keys it takes through, so this does
-		// not fail; if it did, every DATA of the session would be refused.
-		if c.verifier, err = legacy.NewVerifier(c.clientKey); err != nil {
-			log.Warn("client key refused for verification", "err", err)
-			s.refuse(c, log, ReplySigInvalid)
-			return nil, StatusError, ReplySigInvalid
-		}
+	// ParsePublicKeyPEM let only keys it takes through, so this does not
+	// fail; if it did, every DATA of the key's sessions would be refused.
+	ver, err := c.clientKey.verifier()
+	if err != nil {
+		log.Warn("client key refused for verification", "err", err)
+		s.refuse(c, log, ReplySigInvalid)
+		return nil, StatusError, ReplySigInvalid
 	}
 	sig, err := hex.DecodeString(*m.Signature)
-	if err != nil || c.verifier.Verify(wire, sig) != nil {
+	if err != nil || ver.Verify(wire, sig) != nil {
 		s.refuse(c, log, ReplySigInvalid)
 		return nil, StatusError, ReplySigInvalid
 	}
@@ -535,7 +531,7 @@ func (s *Server) prepareData(c *conn, log *slog.Logger, m *Message) (item *tes.I
 	}
 	r.User = c.user.Name
 	r.Suite = tes.SuiteTES1
-	r.Evidence = tes.Evidence{Signed: wire, Signature: sig, KeyFingerprint: c.clientFP, PublicKey: c.clientSPKI}
+	r.Evidence = tes.Evidence{Signed: wire, Signature: sig, KeyFingerprint: c.clientKey.fp, PublicKey: c.clientKey.spki}
 	digest := sha256.Sum256(wire)
 	return &tes.IngestItem{MessageDigest: digest[:], Report: r, ReceivedAt: s.cfg.Now()}, "", ""
 }

@@ -211,9 +211,13 @@ func (r *rawConn) expectClosed() {
 	}
 }
 
+// sessionMsg presents r.ck, or the test client key when r.ck is nil.
 func (r *rawConn) sessionMsg(h *harness) []byte {
-	_, ck := testKeys(r.t)
-	r.ck = ck
+	ck := r.ck
+	if ck == nil {
+		_, ck = testKeys(r.t)
+		r.ck = ck
+	}
 	desKey := make([]byte, 8)
 	rand.Read(desKey)
 	var err error
@@ -937,4 +941,63 @@ func TestShutdownPipelined(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestSessionsOfSeveralKeys interleaves sessions of two client keys (the
+// server keeps each key it has parsed): every report is verified with, and
+// stored as evidence under, the key of its own session.
+func TestSessionsOfSeveralKeys(t *testing.T) {
+	h := mustStart(t, nil, nil)
+	_, keyA := testKeys(t)
+	keyB, err := legacy.GenerateRSAKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp := func(k *rsa.PrivateKey) string {
+		_, spki, err := legacy.ParsePublicKeyPEM(legacy.MarshalPublicKeyPEM(&k.PublicKey))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return legacy.Fingerprint(spki)
+	}
+	want := map[string]string{} // plate -> fingerprint
+	for i, k := range []*rsa.PrivateKey{keyA, keyB, keyA, keyB, keyA} {
+		c, err := tes1.Dial(context.Background(), h.addr, tes1.ClientConfig{Fingerprint: h.srv.Fingerprint(), ClientKey: k, Timeout: 10 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Login(context.Background(), "police1", "password"); err != nil {
+			t.Fatal(err)
+		}
+		plate := fmt.Sprintf("KEYS%d", i)
+		if err := c.Send(context.Background(), &tes.Report{ReportID: tes.NewReportID(), Plate: plate, Speed: 80}); err != nil {
+			t.Fatalf("session %d: %v", i, err)
+		}
+		c.Close()
+		want[plate] = fp(k)
+	}
+	page, _, err := h.store.Violations(context.Background(), tes.ViolationFilter{})
+	if err != nil || len(page) != len(want) {
+		t.Fatalf("stored %d violations (%v), want %d", len(page), err, len(want))
+	}
+	for _, v := range page {
+		if v.Evidence.KeyFingerprint != want[v.Plate] {
+			t.Errorf("%s stored under key %s, want %s", v.Plate, v.Evidence.KeyFingerprint, want[v.Plate])
+		}
+		pub, err := x509.ParsePKIXPublicKey(v.Evidence.PublicKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := legacy.Verify(pub.(*rsa.PublicKey), v.Evidence.Signed, v.Evidence.Signature); err != nil {
+			t.Errorf("%s: stored evidence does not verify: %v", v.Plate, err)
+		}
+	}
+
+	// A session of key B does not take a DATA signed with key A.
+	r := h.raw(t)
+	r.ck = keyB
+	r.startSession(h)
+	r.login("police1")
+	r.write(r.dataMsg(`{"plate": "KEYSX", "speed": 90}`, keyA))
+	r.expect("ERROR", tes1.ReplySigInvalid)
 }
