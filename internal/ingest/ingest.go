@@ -11,6 +11,13 @@
 // connection whose client sends several reports without waiting (a
 // pipelining client) queues them all into the same commit and acknowledges
 // each after it.
+//
+// Session claims (the replay guard of each TES/1 session key) come one per
+// session, each after an RSA decrypt of about a millisecond, so the natural
+// batch is one claim and every session paid a commit and its sync. The
+// TES/1 server announces a claim when its decrypt begins (ClaimComing);
+// a batch of claims alone waits for the announced ones, at most
+// ClaimLinger, and a report never waits.
 package ingest
 
 import (
@@ -18,6 +25,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tes-traffic/tes"
@@ -40,6 +48,10 @@ type Batcher struct {
 	log      *slog.Logger
 	maxBatch int
 	obs      Observer
+	linger   time.Duration // most a batch of claims waits for announced ones
+
+	coming atomic.Int64  // session claims announced by ClaimComing, not yet queued
+	wake   chan struct{} // a token when coming drops to 0
 
 	ch     chan *Ticket
 	mu     sync.RWMutex // guards closed against Submit racing Close
@@ -59,11 +71,15 @@ type Ticket struct {
 // New starts a batcher with one committer goroutine. maxBatch <= 0 means
 // DefaultMaxBatch.
 func New(store tes.ViolationStore, log *slog.Logger, maxBatch int, obs Observer) *Batcher {
+	return newBatcher(store, log, maxBatch, obs, ClaimLinger)
+}
+
+func newBatcher(store tes.ViolationStore, log *slog.Logger, maxBatch int, obs Observer, linger time.Duration) *Batcher {
 	if maxBatch <= 0 {
 		maxBatch = DefaultMaxBatch
 	}
-	b := &Batcher{store: store, log: log, maxBatch: maxBatch, obs: obs,
-		ch: make(chan *Ticket, 4*maxBatch), done: make(chan struct{})}
+	b := &Batcher{store: store, log: log, maxBatch: maxBatch, obs: obs, linger: linger,
+		wake: make(chan struct{}, 1), ch: make(chan *Ticket, 4*maxBatch), done: make(chan struct{})}
 	b.pool.New = func() any { return &Ticket{b: b, done: make(chan struct{}, 1)} }
 	go b.run()
 	return b
@@ -118,6 +134,32 @@ func (t *Ticket) Wait(ctx context.Context) error {
 	}
 }
 
+// ClaimLinger bounds how long a batch of session claims alone waits for
+// the claims ClaimComing announced.
+const ClaimLinger = 5 * time.Millisecond
+
+// ClaimComing announces a TES/1 session claim: the connection has begun
+// the RSA decrypt that comes before it. While claims are announced, a
+// batch holding only claims waits for them (at most ClaimLinger), so that
+// one commit and its sync serve several sessions instead of one each; a
+// report ends the wait at once, and nothing waits when no claim is
+// announced. The caller must call arrived exactly once: right after it
+// has queued the claim (Enqueue), or when it gives the claim up.
+func (b *Batcher) ClaimComing() (arrived func()) {
+	b.coming.Add(1)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			if b.coming.Add(-1) == 0 {
+				select {
+				case b.wake <- struct{}{}:
+				default:
+				}
+			}
+		})
+	}
+}
+
 // QueueLength is the number of items waiting for the next commit.
 func (b *Batcher) QueueLength() int { return len(b.ch) }
 
@@ -138,23 +180,34 @@ func (b *Batcher) run() {
 	defer close(b.done)
 	batch := make([]*Ticket, 0, b.maxBatch)
 	items := make([]*tes.IngestItem, 0, b.maxBatch)
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
 	for {
 		r, ok := <-b.ch
 		if !ok {
 			return
 		}
-		batch = append(batch[:0], r)
-	fill:
-		for len(batch) < b.maxBatch {
-			select {
-			case r, ok := <-b.ch:
-				if !ok {
-					break fill
+		batch = b.drain(append(batch[:0], r))
+		if b.linger > 0 && b.coming.Load() > 0 && onlyClaims(batch) {
+			linger.Reset(b.linger)
+		wait:
+			for len(batch) < b.maxBatch && b.coming.Load() > 0 {
+				select {
+				case r, ok := <-b.ch:
+					if !ok {
+						break wait
+					}
+					batch = append(batch, r)
+					if r.item.Report != nil {
+						break wait
+					}
+				case <-b.wake: // the last announced claim is queued
+				case <-linger.C:
+					break wait
 				}
-				batch = append(batch, r)
-			default:
-				break fill
 			}
+			linger.Stop()
+			batch = b.drain(batch)
 		}
 		items = items[:0]
 		for _, r := range batch {
@@ -170,6 +223,32 @@ func (b *Batcher) run() {
 			r.done <- struct{}{}
 		}
 	}
+}
+
+// drain appends to batch what is queued, up to maxBatch, without waiting.
+func (b *Batcher) drain(batch []*Ticket) []*Ticket {
+	for len(batch) < b.maxBatch {
+		select {
+		case r, ok := <-b.ch:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, r)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// onlyClaims reports whether every item of batch is a session claim.
+func onlyClaims(batch []*Ticket) bool {
+	for _, r := range batch {
+		if r.item.Report != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // commit writes one batch; a failure is retried once, then reported to

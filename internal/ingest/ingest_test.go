@@ -3,6 +3,7 @@ package ingest_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -102,4 +103,126 @@ func TestCloseCommitsQueuedThenRefuses(t *testing.T) {
 	if err := b.Submit(context.Background(), &tes.IngestItem{}); err != ingest.ErrClosed {
 		t.Fatalf("Submit after Close = %v, want ErrClosed", err)
 	}
+}
+
+func (f *fakeStore) sizes() []int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]int(nil), f.batches...)
+}
+
+func claim() *tes.IngestItem { return &tes.IngestItem{SessionDigest: make([]byte, 32)} }
+
+// waitDone fails the test if t's commit does not come back: the committer
+// waited for something that was not going to come.
+func waitDone(t *testing.T, what string, tk *ingest.Ticket) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- tk.Wait(context.Background()) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: not committed after 10 s", what)
+	}
+}
+
+func enqueue(t *testing.T, b *ingest.Batcher, it *tes.IngestItem) *ingest.Ticket {
+	t.Helper()
+	tk, err := b.Enqueue(context.Background(), it)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tk
+}
+
+// idle waits until the committer has taken everything queued.
+func idle(b *ingest.Batcher) {
+	for b.QueueLength() > 0 {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestClaimsWaitForAnnouncedClaims: a batch of session claims waits for the
+// claims announced as coming, so one commit serves them all. The linger is
+// an hour: only the announcements can end the wait.
+func TestClaimsWaitForAnnouncedClaims(t *testing.T) {
+	fs := &fakeStore{}
+	b := ingest.NewWithLinger(fs, quiet, time.Hour)
+	defer b.Close()
+	stale := b.ClaimComing()
+	stale()
+	stale() // a second call changes nothing
+	a1, a2, a3 := b.ClaimComing(), b.ClaimComing(), b.ClaimComing()
+	t1 := enqueue(t, b, claim())
+	a1()
+	idle(b) // the committer holds claim 1, waiting for two more
+	t2 := enqueue(t, b, claim())
+	a2()
+	t3 := enqueue(t, b, claim())
+	a3()
+	for i, tk := range []*ingest.Ticket{t1, t2, t3} {
+		waitDone(t, fmt.Sprintf("claim %d", i+1), tk)
+	}
+	if got := fs.sizes(); len(got) != 1 || got[0] != 3 {
+		t.Fatalf("batches %v, want one of 3", got)
+	}
+	// Nothing announced: a claim commits alone, at once.
+	waitDone(t, "unannounced claim", enqueue(t, b, claim()))
+}
+
+// TestClaimWaitEnds: what else ends a batch of claims' wait.
+func TestClaimWaitEnds(t *testing.T) {
+	t.Run("a report", func(t *testing.T) {
+		fs := &fakeStore{}
+		b := ingest.NewWithLinger(fs, quiet, time.Hour)
+		defer b.Close()
+		a1, a2 := b.ClaimComing(), b.ClaimComing()
+		defer a2()
+		tc := enqueue(t, b, claim())
+		a1()
+		idle(b)
+		tr := enqueue(t, b, &tes.IngestItem{Report: &tes.Report{}})
+		waitDone(t, "report", tr)
+		waitDone(t, "claim", tc)
+		if got := fs.sizes(); len(got) != 1 || got[0] != 2 {
+			t.Fatalf("batches %v, want the claim and the report in one", got)
+		}
+	})
+	t.Run("a claim given up", func(t *testing.T) {
+		fs := &fakeStore{}
+		b := ingest.NewWithLinger(fs, quiet, time.Hour)
+		defer b.Close()
+		a1, a2 := b.ClaimComing(), b.ClaimComing()
+		tc := enqueue(t, b, claim())
+		a1()
+		idle(b)
+		a2() // its decrypt failed: no claim follows
+		waitDone(t, "claim", tc)
+	})
+	t.Run("the linger", func(t *testing.T) {
+		fs := &fakeStore{}
+		b := ingest.NewWithLinger(fs, quiet, 20*time.Millisecond)
+		defer b.Close()
+		a1, never := b.ClaimComing(), b.ClaimComing()
+		defer never()
+		tc := enqueue(t, b, claim())
+		a1()
+		waitDone(t, "claim", tc)
+	})
+	t.Run("Close", func(t *testing.T) {
+		fs := &fakeStore{}
+		b := ingest.NewWithLinger(fs, quiet, time.Hour)
+		a1, never := b.ClaimComing(), b.ClaimComing()
+		defer never()
+		tc := enqueue(t, b, claim())
+		a1()
+		idle(b)
+		closed := make(chan struct{})
+		go func() { b.Close(); close(closed) }()
+		waitDone(t, "claim", tc)
+		<-closed
+	})
 }

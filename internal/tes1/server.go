@@ -32,6 +32,13 @@ type Ingester interface {
 	Submit(ctx context.Context, item *tes.IngestItem) error
 }
 
+// ClaimAnnouncer is an Ingester that groups session claims when told they
+// are coming (ingest.Batcher): the server announces each claim when its
+// RSA decrypt begins and calls arrived once the claim is queued or given up.
+type ClaimAnnouncer interface {
+	ClaimComing() (arrived func())
+}
+
 // Observer receives latencies for metrics; it must be cheap and safe for
 // concurrent use.
 type Observer interface {
@@ -72,6 +79,7 @@ type Server struct {
 	fp        string
 	hsSem     chan struct{}
 	pipe      Pipeliner // nil: one DATA at a time
+	announce  ClaimAnnouncer
 	Stats     Stats
 
 	clientKeys clientKeyCache
@@ -121,6 +129,7 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	s.clientKeys.max = clientKeyCacheMax
 	s.pipe, _ = cfg.Ingest.(Pipeliner)
+	s.announce, _ = cfg.Ingest.(ClaimAnnouncer)
 	s.conns = conntrack.Tracker{MaxConns: cfg.MaxConns, MaxConnsPerIP: cfg.MaxConnsPerIP, Log: cfg.Log,
 		Counters: conntrack.Counters{Open: &s.Stats.Conns, Total: &s.Stats.ConnsTotal, Refused: &s.Stats.ConnsRefused}}
 	return s, nil
@@ -378,19 +387,25 @@ func (s *Server) handleSession(c *conn, log *slog.Logger, m *Message) (string, s
 		s.refuse(c, log, ReplyBusy)
 		return StatusError, ReplyBusy, true
 	}
+	arrived := func() {}
+	if s.announce != nil {
+		arrived = s.announce.ClaimComing()
+	}
 	key, err := legacy.DecryptKey(s.cfg.Key, ek)
 	<-s.hsSem
 	if err != nil {
+		arrived()
 		return fail("OAEP decrypt", err)
 	}
 	ciph, err := legacy.NewSessionCipher(key)
 	clear(key)
 	if err != nil {
+		arrived()
 		return fail("DES key", err)
 	}
 	digest := sha256.Sum256(ek)
 	item := &tes.IngestItem{SessionDigest: digest[:], ReceivedAt: s.cfg.Now()}
-	if err := s.cfg.Ingest.Submit(context.Background(), item); err != nil {
+	if err := s.claim(item, arrived); err != nil {
 		log.Error("session claim not committed", "err", err)
 		return StatusError, ReplyUnavailable, false
 	}
@@ -406,6 +421,20 @@ func (s *Server) handleSession(c *conn, log *slog.Logger, m *Message) (string, s
 		s.cfg.Observe.Session(time.Since(start))
 	}
 	return StatusOK, ReplySessionReady, false
+}
+
+// claim commits a session claim, calling arrived once it is queued.
+func (s *Server) claim(item *tes.IngestItem, arrived func()) error {
+	if s.pipe == nil {
+		arrived()
+		return s.cfg.Ingest.Submit(context.Background(), item)
+	}
+	t, err := s.pipe.Enqueue(context.Background(), item)
+	arrived()
+	if err != nil {
+		return err
+	}
+	return t.Wait(context.Background())
 }
 
 type loginPayload struct {
