@@ -126,7 +126,7 @@ func runOfficer(ctx context.Context, env *Env, args []string) error {
 	cores := runtime.GOMAXPROCS(0)
 	if n := officerProcs(cores, f.store.DB, env.Getenv); n != cores {
 		runtime.GOMAXPROCS(n)
-		cfg.Log.Info("scheduler: one processor more than cores, for the SQLite writer's file syncs (GOMAXPROCS in the environment overrides)",
+		cfg.Log.Info("scheduler: two processors on one core, so that the SQLite writer's file syncs do not stop the server (GOMAXPROCS in the environment overrides)",
 			"cores", cores, "GOMAXPROCS", n)
 	}
 	srv, err := officer.Open(ctx, cfg)
@@ -145,25 +145,29 @@ func runOfficer(ctx context.Context, env *Env, args []string) error {
 }
 
 // officerProcs is the GOMAXPROCS tes officer runs with on cores cores
-// (the affinity or cgroup limit Go found) and the store db: one more than
-// cores with SQLite, unless the environment sets GOMAXPROCS.
+// (the affinity or cgroup limit Go found) and the store db: two on a
+// single core with SQLite, unless the environment sets GOMAXPROCS;
+// otherwise Go's default.
 //
 // The SQLite writer commits with synchronous=FULL, and its fsync (0.3 ms
 // and more on a virtual disk) is a system call that keeps the writer's
 // processor (P) for as long as it lasts: Go hands a P stuck in a system
 // call to other goroutines only once its monitor thread has seen it there
 // twice, and that thread's sleep between looks grows from 20 µs to 10 ms
-// while it finds nothing to do. Meanwhile a core with work queued (a session's RSA decrypt, a
-// report's signature) sits idle: with the officer alone on one core, a
-// sessions run showed 10% iowait on it and reached 64–66% of the RSA-OAEP
-// bound; with one processor more it reached 76%, and the core stayed busy.
-// PostgreSQL is reached over sockets, which park the goroutine and free its
-// P, so it needs no extra one.
+// while it finds nothing to do. With one P that stops the whole server
+// for every sync, with work queued: an officer alone on one core showed
+// 10% iowait on it in a sessions run and reached 64–66% of the RSA-OAEP
+// bound; with a second P the core stayed busy and it reached 74–80%.
+// With two cores or more the other Ps go on working, and one P more than
+// cores made reports slower instead (window 16 on two cores, alternated:
+// 17,843–20,770 against 21,207–21,885 reports/s), as the operating system
+// then shares the cores out between the single writer and the
+// connections. PostgreSQL is reached over sockets, which free the P.
 func officerProcs(cores int, db string, getenv func(string) string) int {
-	if getenv("GOMAXPROCS") != "" || postgres.IsURL(db) {
+	if cores != 1 || getenv("GOMAXPROCS") != "" || postgres.IsURL(db) {
 		return cores
 	}
-	return cores + 1
+	return 2
 }
 
 // startCPUProfile writes a CPU profile of the whole run to the file
