@@ -28,13 +28,20 @@ func (k *clientKey) verifier() (*legacy.Verifier, error) {
 	return k.ver, k.err
 }
 
-// clientKeyCacheMax bounds the cache: at about 2 KiB a key (PEM text,
-// parsed key, DER, Montgomery constants), 4,096 keys are 8 MiB.
-const clientKeyCacheMax = 4096
+// The cache's bounds. A 2048-bit key's PEM text is about 450 bytes and a
+// 4096-bit one's about 800; longer text (ParsePublicKeyPEM takes up to
+// 16 KiB, surrounding white space included) is parsed every time and not
+// kept, so an entry (text, parsed key, DER, Montgomery constants) stays
+// under 5 KiB and the whole cache under 20 MiB, whatever clients send.
+const (
+	clientKeyCacheMax    = 4096
+	clientKeyCacheMaxPEM = 1 << 10
+)
 
-// clientKeyCache maps PEM text to its parsed key. Only keys that parse are
-// kept; when full, an arbitrary key is dropped for each new one, so a
-// client presenting ever new keys cannot grow it, only evict.
+// clientKeyCache maps PEM text to its parsed key. Only keys that parse,
+// from text of at most clientKeyCacheMaxPEM bytes, are kept; when full, an
+// arbitrary key is dropped for each new one, so a client presenting ever
+// new keys cannot grow it, only evict.
 type clientKeyCache struct {
 	mu   sync.Mutex
 	keys map[string]*clientKey
@@ -55,6 +62,9 @@ func (kc *clientKeyCache) get(pemText string) (*clientKey, error) {
 		return nil, err
 	}
 	k = &clientKey{pub: pub, spki: spki, fp: legacy.Fingerprint(spki)}
+	if len(pemText) > clientKeyCacheMaxPEM {
+		return k, nil
+	}
 	kc.mu.Lock()
 	defer kc.mu.Unlock()
 	if kc.keys == nil {

@@ -41,6 +41,16 @@ func TestClientKeyCache(t *testing.T) {
 		t.Fatalf("CRLF PEM: %v, same entry %v, fp %s", err, crlf == a, crlf.fp)
 	}
 
+	// Long text (here a key padded with white space) is parsed, not kept.
+	padded := pems[0] + strings.Repeat(" ", clientKeyCacheMaxPEM)
+	p1, err := kc.get(padded)
+	if err != nil || p1.fp != a.fp {
+		t.Fatalf("padded PEM: %v", err)
+	}
+	if p2, _ := kc.get(padded); p2 == p1 {
+		t.Fatal("a PEM text over the size limit was cached")
+	}
+
 	// Refused text is refused every time and never cached.
 	n := kc.len()
 	for _, bad := range []string{"", "not a key", strings.Replace(pems[1], "PUBLIC KEY", "RSA PUBLIC KEY", 2), pems[1] + pems[2]} {
