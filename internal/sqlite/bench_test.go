@@ -3,8 +3,11 @@ package sqlite_test
 import (
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/binary"
 	"fmt"
+	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -119,6 +122,97 @@ func BenchmarkIngestGrown(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+}
+
+// BenchmarkIngestIndexCost measures what the random-key B-trees cost each
+// stored report: the same ingest, on stores of 50,000 reports in batches of
+// 200, as shipped and with one of them left out. A report dirties about one
+// page of each such B-tree, and every dirty page is a WAL frame (two
+// pwrites and a checksum over 4 KiB) and later a checkpoint write. This is
+// the part of the SQLite writer's time per report above the floor
+// of a batched insert into a table without indexes; none of the three can
+// go: the plate index serves plate searches and driver histories, the
+// status-speed index the queue sorted by speed (flat from 10,000 to
+// 1,000,000 reports), and the digest is the replay guard.
+//
+//	go test ./internal/sqlite -run '^$' -bench IndexCost -benchtime 30000x
+func BenchmarkIngestIndexCost(b *testing.B) {
+	const grown, batch = 50_000, 200
+	for _, v := range []struct {
+		name   string
+		drop   []string
+		digest bool
+	}{
+		{"shipped", nil, true},
+		{"no-plate-index", []string{"violations_plate_received"}, true},
+		{"no-status-speed-index", []string{"violations_status_speed"}, true},
+		{"no-replay-digest", nil, false},
+		{"none-of-the-three", []string{"violations_plate_received", "violations_status_speed"}, false},
+	} {
+		b.Run(v.name, func(b *testing.B) {
+			path := filepath.Join(b.TempDir(), "tes.db")
+			keys := testKeys(b, 1)
+			db := mustOpenPath(b, path, keys)
+			ctx := context.Background()
+			for i := 0; i < grown; i += 1000 {
+				if err := db.Ingest(ctx, withoutDigest(benchItems(i, 1000, 10_000), !v.digest)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := db.Close(); err != nil {
+				b.Fatal(err)
+			}
+			if len(v.drop) > 0 {
+				raw, err := sql.Open("sqlite", path)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, ix := range v.drop {
+					if _, err := raw.Exec("DROP INDEX " + ix); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := raw.Close(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			db = mustOpenPath(b, path, keys)
+			items := withoutDigest(benchItems(grown, (b.N/batch+1)*batch, 10_000), !v.digest)
+			b.ResetTimer()
+			cpu := processCPU()
+			for i := 0; i < b.N; i += batch {
+				if err := db.Ingest(ctx, items[i:i+batch]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			cpu = processCPU() - cpu
+			b.StopTimer()
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/row")
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/row")
+			if it := items[0]; it.Outcome != tes.OutcomeStored {
+				b.Fatalf("first item: %v", it.Outcome)
+			}
+		})
+	}
+}
+
+// processCPU is this process's user and system CPU time so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// withoutDigest turns items into TLS-suite reports, which carry no message
+// digest and so write no replay-guard row, when drop is set.
+func withoutDigest(items []*tes.IngestItem, drop bool) []*tes.IngestItem {
+	if drop {
+		for _, it := range items {
+			it.MessageDigest = nil
+			it.Report.Suite = tes.SuiteTLS
+		}
+	}
+	return items
 }
 
 // mustFixture fills a new store with nViolations violations over nPlates
