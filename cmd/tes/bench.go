@@ -37,7 +37,7 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	fs.DurationVar(&cfg.Duration, "duration", 0, "stop after this long (and after -n, whichever comes first)")
 	fs.StringVar(&cfg.MetricsURL, "metrics", "", "the server's /metrics URL, to report its CPU per operation and (idle) its RSS (e.g. http://127.0.0.1:5001/metrics)")
 	fs.BoolVar(&cfg.Calibrate, "calibrate", true, "legacy sessions: measure this machine's RSA-OAEP-2048 decrypt rate on all cores before and after the run (about 1 s each), take the higher as the bound a TES/1 session rate cannot pass, and report the run as a fraction of it")
-	fs.IntVar(&cfg.Probe, "probe", 200, "idle: reports the probe client sends, one at a time, on the idle server and again with the connections held")
+	fs.IntVar(&cfg.Probe, "probe", 1000, "idle: reports the probe client sends, one at a time, on the idle server and again with the connections held")
 	fs.IntVar(&cfg.PerSource, "per-source", 2000, "idle: most connections from one source address (match the server's --max-conns-per-ip)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	pw := addPasswordFlag(fs)

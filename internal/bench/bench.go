@@ -59,7 +59,7 @@ type Config struct {
 	Calibrate bool
 
 	// Idle mode.
-	Probe           int // reports the probe client sends, one at a time, before and with the C held; default 200
+	Probe           int // reports the probe client sends, one at a time, before and with the C held; default 1000
 	PerSource       int // most connections per source address (the server's --max-conns-per-ip); default 2000
 	OpenConcurrency int // connections being opened at once; default 64
 }

@@ -65,7 +65,7 @@ type IdleResult struct {
 }
 
 const (
-	defaultProbe           = 200
+	defaultProbe           = 1000
 	defaultPerSource       = 2000 // the officer's --max-conns-per-ip default
 	defaultOpenConcurrency = 64
 	fdMargin               = 64 // descriptors besides the held connections (probe, metrics, stdio, ...)
