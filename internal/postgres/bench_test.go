@@ -87,3 +87,31 @@ func BenchmarkIngest(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkIngestSessionClaims commits TES/1 session claims (replay-guard
+// rows, no report) in batches of four, what the group commit gathers in a
+// sessions run with the officer on one core: b.N counts batches.
+//
+//	TES_TEST_POSTGRES_URL=... go test ./internal/postgres -run '^$' -bench SessionClaims
+func BenchmarkIngestSessionClaims(b *testing.B) {
+	const batch = 4
+	db, _ := mustOpen(b)
+	ctx := context.Background()
+	items := make([]*tes.IngestItem, batch*b.N)
+	for i := range items {
+		d := sha256.Sum256(fmt.Appendf(nil, "session %d", i))
+		items[i] = &tes.IngestItem{SessionDigest: d[:], ReceivedAt: time.Now()}
+	}
+	b.ResetTimer()
+	cpu0 := processCPU()
+	for i := range b.N {
+		if err := db.Ingest(ctx, items[i*batch:(i+1)*batch]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64((processCPU()-cpu0).Nanoseconds())/float64(b.N), "tes-cpu-ns/batch")
+	if it := items[len(items)-1]; it.Outcome != tes.OutcomeStored {
+		b.Fatalf("last claim: %v", it.Outcome)
+	}
+}

@@ -238,6 +238,10 @@ func (db *DB) ingestTx(ctx context.Context, conn *pgx.Conn, rows []ingestRow) er
 		}
 	}
 
+	if nReport == 0 {
+		return claimsOnly(ctx, conn, rows, digests, kinds, ats)
+	}
+
 	// One round trip: BEGIN, the chain head lock (first, as in every
 	// appending transaction), the digests, the client keys and ids for the
 	// reports. The ids are drawn under the lock, so they increase in the
@@ -270,23 +274,13 @@ func (db *DB) ingestTx(ctx context.Context, conn *pgx.Conn, rows []ingestRow) er
 			return err
 		}
 	}
-	inserted := make(map[string]struct{}, len(digests))
 	dr, err := br.Query()
 	if err != nil {
 		br.Close()
 		return err
 	}
-	for dr.Next() {
-		var d []byte
-		if err := dr.Scan(&d); err != nil {
-			dr.Close()
-			br.Close()
-			return err
-		}
-		inserted[string(d)] = struct{}{}
-	}
-	dr.Close()
-	if err := dr.Err(); err != nil {
+	inserted, err := scanDigests(dr, len(digests))
+	if err != nil {
 		br.Close()
 		return err
 	}
@@ -394,6 +388,51 @@ func (db *DB) ingestTx(ctx context.Context, conn *pgx.Conn, rows []ingestRow) er
 	b.Queue(sqlMoveHead, head.seq, head.hash, oldSeq)
 	b.Queue(sqlCountPending, n)
 	return commit(ctx, conn, b)
+}
+
+// claimsOnly commits a batch of session claims alone, which appends no
+// audit event and takes no lock: one INSERT in the implicit transaction of
+// its own round trip, instead of a BEGIN with it and a COMMIT after it (two
+// round trips, each about 0.1 ms of this process's CPU in system calls and
+// wake-ups; a batch holds a few claims). One statement is atomic, and pgx
+// ends it with a Sync, so it has committed when the reply comes.
+func claimsOnly(ctx context.Context, conn *pgx.Conn, rows []ingestRow, digests [][]byte, kinds []int16, ats []time.Time) error {
+	dr, err := conn.Query(ctx, sqlInsertDigests, byteaArray(digests), kinds, timeArray(ats))
+	if err != nil {
+		return err
+	}
+	inserted, err := scanDigests(dr, len(digests))
+	if err != nil {
+		return err
+	}
+	for i := range rows {
+		row := &rows[i]
+		if row.outcome != tes.OutcomeNone {
+			continue // a later copy of a digest in this batch
+		}
+		if _, ok := inserted[string(row.digest)]; ok {
+			row.outcome = tes.OutcomeStored
+		} else {
+			row.outcome = tes.OutcomeReplay
+		}
+	}
+	return nil
+}
+
+// scanDigests reads the digests an INSERT ... RETURNING digest wrote and
+// closes dr.
+func scanDigests(dr pgx.Rows, n int) (map[string]struct{}, error) {
+	defer dr.Close()
+	inserted := make(map[string]struct{}, n)
+	for dr.Next() {
+		var d []byte
+		if err := dr.Scan(&d); err != nil {
+			return nil, err
+		}
+		inserted[string(d)] = struct{}{}
+	}
+	dr.Close()
+	return inserted, dr.Err()
 }
 
 // commit sends b followed by COMMIT and checks every statement, the audit

@@ -185,6 +185,22 @@ func testIngestReplayedSession(t *testing.T, s tes.Store) {
 	if c.Outcome != tes.OutcomeStored || e.Outcome != tes.OutcomeReplay || rep.Outcome != tes.OutcomeStored {
 		t.Errorf("session, report, same session in one batch: %v, %v, %v; want stored, stored, replay", c.Outcome, rep.Outcome, e.Outcome)
 	}
+	// A batch of claims alone (PostgreSQL commits it as one statement): a
+	// new claim, its copy, a claim stored earlier, another new one.
+	d3, d4 := digestOf("encrypted_key of session 3"), digestOf("encrypted_key of session 4")
+	claims := []*tes.IngestItem{{SessionDigest: d3}, {SessionDigest: bytes.Clone(d3)}, {SessionDigest: bytes.Clone(d)}, {SessionDigest: d4}}
+	mustIngest(t, s, claims...)
+	want := []tes.IngestOutcome{tes.OutcomeStored, tes.OutcomeReplay, tes.OutcomeReplay, tes.OutcomeStored}
+	for i, it := range claims {
+		if it.Outcome != want[i] {
+			t.Errorf("claims alone, item %d: outcome %v, want %v", i, it.Outcome, want[i])
+		}
+	}
+	again := &tes.IngestItem{SessionDigest: bytes.Clone(d4)}
+	mustIngest(t, s, again)
+	if again.Outcome != tes.OutcomeReplay {
+		t.Errorf("a claim from a batch of claims alone, again: outcome %v, want replay", again.Outcome)
+	}
 	// Session claims are not violations.
 	wantCounts(t, s, 1, 0, 0)
 }
