@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -749,36 +750,44 @@ func TestPreparedSession(t *testing.T) {
 func TestShutdownFinishesInFlight(t *testing.T) {
 	h := mustStart(t, nil, nil)
 	c := h.login(t, "police1")
-	shutdownWhileSending(t, h, func() (acked int) {
+	shutdownWhileSending(t, h, func(acked *atomic.Int64) {
 		for i := 0; ; i++ {
 			if err := c.Send(context.Background(), &tes.Report{ReportID: tes.NewReportID(), Plate: fmt.Sprintf("SD%d", i), Speed: 90}); err != nil {
-				return acked
+				return
 			}
-			acked++
+			acked.Add(1)
 		}
 	})
 }
 
-// shutdownWhileSending runs send (which returns how many reports were
-// answered OK once the server stops answering), shuts the server down
-// 300 ms in, and checks that every acknowledged report is stored.
-func shutdownWhileSending(t *testing.T, h *harness, send func() (acked int)) {
+// shutdownWhileSending runs send, which counts in acked the reports
+// answered OK and returns once the server stops answering. It shuts the
+// server down while send is sending, once the first reports have been
+// acknowledged (not after a fixed time: signing a round of reports can take
+// longer than that on a loaded machine), and checks that every acknowledged
+// report is stored.
+func shutdownWhileSending(t *testing.T, h *harness, send func(acked *atomic.Int64)) {
 	t.Helper()
-	var acked int
+	var acked atomic.Int64
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		acked = send()
+		send(&acked)
 	}()
-	time.Sleep(300 * time.Millisecond)
+	for deadline := time.Now().Add(time.Minute); acked.Load() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no report acknowledged in a minute")
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // into the next reports
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := h.srv.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
 	<-done
-	if n := h.count(t); n < acked || acked == 0 {
-		t.Fatalf("acknowledged %d, stored %d: every acknowledged report must be stored", acked, n)
+	if n, a := h.count(t), int(acked.Load()); n < a {
+		t.Fatalf("acknowledged %d, stored %d: every acknowledged report must be stored", a, n)
 	}
 }
 
@@ -920,24 +929,24 @@ func TestClientPipeline(t *testing.T) {
 func TestShutdownPipelined(t *testing.T) {
 	h := mustStart(t, nil, nil)
 	c := h.login(t, "police1")
-	shutdownWhileSending(t, h, func() (acked int) {
+	shutdownWhileSending(t, h, func(acked *atomic.Int64) {
 		for round := 0; ; round++ {
 			xs := make([]tes1.Exchange, 64)
 			for i := range xs {
 				p, s, err := c.SealReport(&tes.Report{ReportID: tes.NewReportID(), Plate: fmt.Sprintf("SP%dN%d", round, i), Speed: 90})
 				if err != nil {
-					return acked
+					return
 				}
 				xs[i].Msg = tes1.AppendMessage(nil, tes1.TypeData, p, s)
 			}
 			n, err := c.Pipeline(context.Background(), xs, 16)
 			for _, x := range xs[:n] {
 				if x.Status == tes1.StatusOK {
-					acked++
+					acked.Add(1)
 				}
 			}
 			if err != nil {
-				return acked
+				return
 			}
 		}
 	})
