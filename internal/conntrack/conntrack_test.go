@@ -21,6 +21,7 @@ func TestLimitsAndShutdown(t *testing.T) {
 	}
 	finished := make(chan string, 10)
 	served := make(chan struct{}, 10)
+	inFlight := make(chan struct{}, 10)
 	go tr.Serve(ln, func(c net.Conn) { c.Write([]byte("busy\n")); c.Close() }, func(c *conntrack.Conn) {
 		served <- struct{}{}
 		r := bufio.NewReader(c)
@@ -35,6 +36,7 @@ func TestLimitsAndShutdown(t *testing.T) {
 				return
 			}
 			c.SetBusy(true)
+			inFlight <- struct{}{}
 			time.Sleep(200 * time.Millisecond) // a request in flight when Shutdown starts
 			c.Write([]byte("done " + line))
 			c.SetBusy(false)
@@ -61,7 +63,7 @@ func TestLimitsAndShutdown(t *testing.T) {
 	}
 	// A request in flight finishes during Shutdown; the idle connection is woken.
 	conns[0].Write([]byte("req\n"))
-	time.Sleep(50 * time.Millisecond)
+	<-inFlight
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := tr.Shutdown(ctx); err != nil {

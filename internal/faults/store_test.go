@@ -138,7 +138,14 @@ func TestGracefulShutdownProcess(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(700 * time.Millisecond)
+	// SIGTERM once reports are being acknowledged (not after a fixed time,
+	// which a loaded machine can spend before the first one).
+	for deadline := time.Now().Add(time.Minute); n.Load() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no report acknowledged in a minute")
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
 	o.Stop() // SIGTERM; fails the test unless the exit is clean
 	wg.Wait()
 	store, err := officer.OpenStore(context.Background(), officer.StoreConfig{DataDir: data})

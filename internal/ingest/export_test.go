@@ -11,3 +11,6 @@ import (
 func NewWithLinger(store tes.ViolationStore, log *slog.Logger, linger time.Duration) *Batcher {
 	return newBatcher(store, log, 0, nil, linger)
 }
+
+// Queued is how many items wait in b's queue for the committer.
+func Queued(b *Batcher) int { return len(b.ch) }

@@ -21,11 +21,16 @@ type fakeStore struct {
 	mu      sync.Mutex
 	batches []int
 	fail    atomic.Bool
-	gate    chan struct{}
+	entered chan struct{} // with gate: told when a commit enters Ingest
+	gate    chan struct{} // when set, every commit waits until it is closed
 }
 
 func (f *fakeStore) Ingest(ctx context.Context, items []*tes.IngestItem) error {
 	if f.gate != nil {
+		select {
+		case f.entered <- struct{}{}:
+		default:
+		}
 		<-f.gate
 	}
 	if f.fail.Load() {
@@ -43,7 +48,7 @@ func (f *fakeStore) Ingest(ctx context.Context, items []*tes.IngestItem) error {
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func TestBatchesGrowUnderLoad(t *testing.T) {
-	fs := &fakeStore{gate: make(chan struct{})}
+	fs := &fakeStore{entered: make(chan struct{}, 1), gate: make(chan struct{})}
 	b := ingest.New(fs, quiet, 50, nil)
 	defer b.Close()
 	var wg sync.WaitGroup
@@ -58,21 +63,21 @@ func TestBatchesGrowUnderLoad(t *testing.T) {
 	// queues and must go out in batches of at most 50.
 	wg.Add(1)
 	go submit()
-	fs.gate <- struct{}{} // the committer is inside Ingest with the first item
+	<-fs.entered // the committer is inside Ingest with the first item
 	for range 119 {
 		wg.Add(1)
 		go submit()
 	}
-	time.Sleep(200 * time.Millisecond) // let the 119 reach the queue
+	for deadline := time.Now().Add(time.Minute); ingest.Queued(b) < 119; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			close(fs.gate)
+			t.Fatalf("%d of 119 submissions queued after a minute", ingest.Queued(b))
+		}
+	}
 	close(fs.gate)
 	wg.Wait()
-	total, maxBatch := 0, 0
-	for _, n := range fs.batches {
-		total += n
-		maxBatch = max(maxBatch, n)
-	}
-	if total != 120 || maxBatch != 50 {
-		t.Fatalf("batches %v: total %d (want 120), largest %d (want 50)", fs.batches, total, maxBatch)
+	if want := []int{1, 50, 50, 19}; fmt.Sprint(fs.batches) != fmt.Sprint(want) {
+		t.Fatalf("batches %v, want %v: the first alone, then the queue in batches of at most 50", fs.batches, want)
 	}
 }
 
