@@ -28,10 +28,32 @@ import (
 )
 
 // failingStore is a real SQLite store whose commits fail while down is set,
-// as they would on a full disk.
+// as they would on a full disk, and whose fsyncs fail while syncDown is.
 type failingStore struct {
 	*sqlite.DB
-	down atomic.Bool
+	down     atomic.Bool
+	syncDown atomic.Bool // the commit succeeds, the fsync after it fails
+}
+
+// The batcher takes SQLite's two-step path; failingStore must override it.
+var _ ingest.Deferred = (*sqlite.DB)(nil)
+
+// IngestDeferred is the path internal/ingest takes with SQLite; it fails
+// the same way, at the commit, or (with syncDown) at the fsync after it.
+func (f *failingStore) IngestDeferred(ctx context.Context, items []*tes.IngestItem) (func() error, error) {
+	if f.down.Load() {
+		return nil, fmt.Errorf("sqlite: ingest: %w", syscall.ENOSPC)
+	}
+	durable, err := f.DB.IngestDeferred(ctx, items)
+	if err != nil {
+		return nil, err
+	}
+	return func() error {
+		if f.syncDown.Load() {
+			return fmt.Errorf("sqlite: sync: %w", syscall.EIO)
+		}
+		return durable()
+	}, nil
 }
 
 func (f *failingStore) Ingest(ctx context.Context, items []*tes.IngestItem) error {
@@ -96,6 +118,24 @@ func TestStoreCannotCommit(t *testing.T) {
 	}
 	if page, _, _ := db.Violations(ctx, tes.ViolationFilter{}); len(page) != 1 {
 		t.Fatalf("%d rows after recovery, want 1", len(page))
+	}
+
+	// The commit goes through but the fsync after it fails: ERROR, never
+	// OK, though the row is in the database (a real failed fsync is final:
+	// the store refuses every later write until tes restarts; here the
+	// fake recovers so the resend can be checked). The client's resend,
+	// with the same report_id, is then acknowledged and stored once.
+	store.syncDown.Store(true)
+	r2 := &tes.Report{ReportID: tes.NewReportID(), Plate: "SYNC1", Speed: 90}
+	if err := c.Send(ctx, r2); !tes1.IsReply(err, tes1.ReplyUnavailable) {
+		t.Fatalf("report whose fsync failed: %v, want ERROR %q", err, tes1.ReplyUnavailable)
+	}
+	store.syncDown.Store(false)
+	if err := c.Send(ctx, r2); err != nil {
+		t.Fatalf("resend after the failed fsync: %v", err)
+	}
+	if page, _, _ := db.Violations(ctx, tes.ViolationFilter{}); len(page) != 2 {
+		t.Fatalf("%d rows after the resend, want 2", len(page))
 	}
 }
 

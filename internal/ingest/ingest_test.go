@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -230,4 +231,174 @@ func TestClaimWaitEnds(t *testing.T) {
 		waitDone(t, "claim", tc)
 		<-closed
 	})
+}
+
+// deferredStore commits at once and makes batches durable only when the
+// test releases them, recording what happened in order.
+type deferredStore struct {
+	tes.ViolationStore
+	mu      sync.Mutex
+	events  []string
+	items   int
+	release chan error    // one value per durable call
+	inFsync chan struct{} // told when a durable call begins
+}
+
+func newDeferredStore() *deferredStore {
+	return &deferredStore{release: make(chan error), inFsync: make(chan struct{}, 1)}
+}
+
+func (d *deferredStore) Ingest(context.Context, []*tes.IngestItem) error {
+	panic("the batcher must use IngestDeferred")
+}
+
+func (d *deferredStore) IngestDeferred(_ context.Context, items []*tes.IngestItem) (func() error, error) {
+	d.mu.Lock()
+	d.items += len(items)
+	d.events = append(d.events, fmt.Sprintf("commit %d (%d items so far)", len(items), d.items))
+	d.mu.Unlock()
+	for _, it := range items {
+		it.Outcome = tes.OutcomeStored
+	}
+	return func() error {
+		d.inFsync <- struct{}{}
+		err := <-d.release
+		d.mu.Lock()
+		d.events = append(d.events, fmt.Sprintf("durable: %v", err))
+		d.mu.Unlock()
+		return err
+	}, nil
+}
+
+func (d *deferredStore) committed() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.items
+}
+
+func (d *deferredStore) log() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return strings.Join(d.events, "\n")
+}
+
+// enqueueAll queues n items named prefix1..prefixN and reports each one's
+// result on acked as it comes: its name, or its name and error.
+func enqueueAll(t *testing.T, b *ingest.Batcher, acked chan<- string, prefix string, n int) {
+	t.Helper()
+	for i := range n {
+		name := fmt.Sprintf("%s%d", prefix, i+1)
+		tk, err := b.Enqueue(context.Background(), &tes.IngestItem{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			if err := tk.Wait(context.Background()); err != nil {
+				acked <- name + ": " + err.Error()
+			} else {
+				acked <- name
+			}
+		}()
+	}
+}
+
+// noAck fails if anything is acknowledged within d.
+func noAck(t *testing.T, acked <-chan string, d time.Duration, when string) {
+	t.Helper()
+	select {
+	case a := <-acked:
+		t.Fatalf("%s acknowledged %s", a, when)
+	case <-time.After(d):
+	}
+}
+
+// TestDeferredDurability: with a store that commits and makes durable in
+// two steps, a report is acknowledged only after the fsync that covers it,
+// the next batch commits while that fsync runs (here from its first item),
+// one fsync covers every batch committed before it, and an fsync failure is
+// an ERROR for every report it was to cover.
+func TestDeferredDurability(t *testing.T) {
+	d := newDeferredStore()
+	b := ingest.NewWithOverlap(d, quiet, 1)
+	defer b.Close()
+	acked := make(chan string, 8)
+
+	enqueueAll(t, b, acked, "first", 1)
+	<-d.inFsync // the first batch committed; its fsync is running
+	enqueueAll(t, b, acked, "second", 1)
+	for d.committed() < 2 { // it commits during the first fsync
+		time.Sleep(time.Millisecond)
+	}
+	enqueueAll(t, b, acked, "third", 1)
+	for d.committed() < 3 {
+		time.Sleep(time.Millisecond)
+	}
+	noAck(t, acked, 50*time.Millisecond, "before any fsync finished")
+	d.release <- nil // the first batch is durable
+	if a := <-acked; a != "first1" {
+		t.Fatalf("after the first fsync: %s, want first1", a)
+	}
+	noAck(t, acked, 50*time.Millisecond, "before an fsync that covers it")
+
+	// One fsync for the two batches committed meanwhile, and it fails:
+	// both get an error, never an acknowledgement.
+	<-d.inFsync
+	d.release <- errors.New("EIO")
+	for range 2 {
+		if a := <-acked; !strings.Contains(a, "could not be stored") {
+			t.Fatalf("after a failed fsync: %q, want an error", a)
+		}
+	}
+	want := "commit 1 (1 items so far)\ncommit 1 (2 items so far)\ncommit 1 (3 items so far)\ndurable: <nil>\ndurable: EIO"
+	if got := d.log(); got != want {
+		t.Fatalf("events:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// TestFewItemsWaitForTheFsync: while a batch's fsync runs, fewer items
+// than the overlap wait for it and commit after it as one batch; as many as
+// the overlap commit at once.
+func TestFewItemsWaitForTheFsync(t *testing.T) {
+	d := newDeferredStore()
+	b := ingest.NewWithOverlap(d, quiet, 3)
+	defer b.Close()
+	acked := make(chan string, 16)
+
+	enqueueAll(t, b, acked, "a", 1)
+	<-d.inFsync
+	enqueueAll(t, b, acked, "b", 2)
+	time.Sleep(50 * time.Millisecond)
+	if n := d.committed(); n != 1 {
+		t.Fatalf("%d items committed while the fsync ran, want the first alone:\n%s", n, d.log())
+	}
+	enqueueAll(t, b, acked, "c", 1) // now three wait: they commit during the fsync
+	for d.committed() < 4 {
+		time.Sleep(time.Millisecond)
+	}
+	d.release <- nil
+	<-d.inFsync
+	d.release <- nil
+	for range 4 {
+		if a := <-acked; strings.Contains(a, ":") {
+			t.Fatal(a)
+		}
+	}
+
+	// The store is idle: one item commits at once, and two that come
+	// during its fsync wait for it.
+	enqueueAll(t, b, acked, "d", 1)
+	<-d.inFsync
+	enqueueAll(t, b, acked, "e", 2)
+	noAck(t, acked, 50*time.Millisecond, "before its fsync")
+	d.release <- nil
+	<-d.inFsync
+	d.release <- nil
+	for range 3 {
+		<-acked
+	}
+	want := "commit 1 (1 items so far)\ncommit 3 (4 items so far)\ndurable: <nil>\ndurable: <nil>\n" +
+		"commit 1 (5 items so far)\ndurable: <nil>\ncommit 2 (7 items so far)\ndurable: <nil>"
+	if got := d.log(); got != want {
+		t.Fatalf("events:\n%s\nwant:\n%s", got, want)
+	}
 }

@@ -92,24 +92,39 @@ type ingestRow struct {
 // signature, because the ingest path refuses reports whose signature does
 // not verify.
 func (db *DB) Ingest(ctx context.Context, items []*tes.IngestItem) error {
+	durable, err := db.IngestDeferred(ctx, items)
+	if err != nil {
+		return err
+	}
+	return durable()
+}
+
+// IngestDeferred is Ingest in two steps: it returns once the transaction
+// has committed, with every item's Outcome and ViolationID set, and durable
+// returns once that commit is on disk. Nothing may be acknowledged before
+// durable returned nil. Meanwhile the writer connection is free, so the
+// next batch's statements can run while this one's fsync is on the disk
+// (internal/ingest does so when enough reports are waiting).
+func (db *DB) IngestDeferred(ctx context.Context, items []*tes.IngestItem) (durable func() error, err error) {
+	done := func() error { return db.durable("ingest") }
 	if len(items) == 0 {
-		return nil
+		return func() error { return nil }, nil
 	}
 	now := db.now()
 	rows := make([]ingestRow, len(items))
 	for i, it := range items {
 		if err := db.prepareIngest(&rows[i], it, now); err != nil {
-			return err
+			return nil, err
 		}
 	}
 
 	var newKeys []string
-	err := db.writeTx(ctx, "ingest", func(tx *sql.Tx) error {
+	err = db.commitTx(ctx, "ingest", func(tx *sql.Tx) error {
 		newKeys = newKeys[:0]
 		return db.ingestTx(ctx, tx, rows, &newKeys)
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for i, it := range items {
 		it.Outcome = rows[i].outcome
@@ -125,7 +140,7 @@ func (db *DB) Ingest(ctx context.Context, items []*tes.IngestItem) error {
 		}
 		db.keysMu.Unlock()
 	}
-	return nil
+	return done, nil
 }
 
 func (db *DB) prepareIngest(row *ingestRow, it *tes.IngestItem, now time.Time) error {

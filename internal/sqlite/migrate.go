@@ -63,7 +63,7 @@ func SchemaVersion() int { return migrations[len(migrations)-1].version }
 // row. The version is re-read inside each transaction, so two processes
 // opening one database at once apply each migration once.
 func (db *DB) migrate(ctx context.Context) error {
-	if _, err := db.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+	if _, err := db.exec(ctx, "migrate", `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version    INTEGER PRIMARY KEY,
 		applied_at INTEGER NOT NULL
 	) STRICT`); err != nil {

@@ -33,7 +33,7 @@ func (db *DB) CreateWebSession(ctx context.Context, s *tes.WebSession) error {
 	if seen.IsZero() {
 		seen = created
 	}
-	res, err := db.w.ExecContext(ctx, `INSERT INTO web_sessions (id_hash, user, csrf_token, created_at, last_seen)
+	res, err := db.exec(ctx, "create session", `INSERT INTO web_sessions (id_hash, user, csrf_token, created_at, last_seen)
 		VALUES (?, ?, ?, ?, ?) ON CONFLICT (id_hash) DO NOTHING`,
 		s.IDHash, s.User, s.CSRFToken, micros(created), micros(seen))
 	if isConstraint(err, sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY) {
@@ -68,7 +68,7 @@ func (db *DB) WebSession(ctx context.Context, idHash []byte) (*tes.WebSession, e
 // TouchWebSession records activity on a session at time at; ENOTFOUND if
 // it does not exist (signed out meanwhile).
 func (db *DB) TouchWebSession(ctx context.Context, idHash []byte, at time.Time) error {
-	res, err := db.w.ExecContext(ctx, `UPDATE web_sessions SET last_seen = ? WHERE id_hash = ?`, micros(at), idHash)
+	res, err := db.exec(ctx, "touch session", `UPDATE web_sessions SET last_seen = ? WHERE id_hash = ?`, micros(at), idHash)
 	if err != nil {
 		return wrap("touch session", err)
 	}
@@ -83,7 +83,7 @@ func (db *DB) TouchWebSession(ctx context.Context, idHash []byte, at time.Time) 
 // DeleteWebSession signs one session out. Deleting a session that is
 // already gone is not an error: signing out twice (two tabs) must succeed.
 func (db *DB) DeleteWebSession(ctx context.Context, idHash []byte) error {
-	if _, err := db.w.ExecContext(ctx, `DELETE FROM web_sessions WHERE id_hash = ?`, idHash); err != nil {
+	if _, err := db.exec(ctx, "delete session", `DELETE FROM web_sessions WHERE id_hash = ?`, idHash); err != nil {
 		return wrap("delete session", err)
 	}
 	return nil
@@ -92,7 +92,7 @@ func (db *DB) DeleteWebSession(ctx context.Context, idHash []byte) error {
 // DeleteUserWebSessions signs a user out everywhere; a user with no
 // sessions is not an error.
 func (db *DB) DeleteUserWebSessions(ctx context.Context, user string) error {
-	if _, err := db.w.ExecContext(ctx, `DELETE FROM web_sessions WHERE user = ?`, user); err != nil {
+	if _, err := db.exec(ctx, "delete sessions", `DELETE FROM web_sessions WHERE user = ?`, user); err != nil {
 		return wrap("delete sessions", err)
 	}
 	return nil
