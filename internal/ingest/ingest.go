@@ -63,6 +63,8 @@ type Batcher struct {
 
 	syncing atomic.Int64  // batches committed, not yet durable (Deferred stores)
 	synced  chan struct{} // a token after each fsync
+	filled  chan struct{} // a token when overlap items wait during an fsync
+	held    atomic.Int64  // items the committer holds while it waits for an fsync
 
 	coming atomic.Int64  // session claims announced by ClaimComing, not yet queued
 	wake   chan struct{} // a token when coming drops to 0
@@ -93,7 +95,7 @@ func newBatcher(store tes.ViolationStore, log *slog.Logger, maxBatch int, obs Ob
 		maxBatch = DefaultMaxBatch
 	}
 	b := &Batcher{store: store, log: log, maxBatch: maxBatch, obs: obs, linger: linger, overlap: overlap,
-		wake: make(chan struct{}, 1), synced: make(chan struct{}, 1),
+		wake: make(chan struct{}, 1), synced: make(chan struct{}, 1), filled: make(chan struct{}, 1),
 		ch: make(chan *Ticket, 4*maxBatch), done: make(chan struct{})}
 	b.pool.New = func() any { return &Ticket{b: b, done: make(chan struct{}, 1)} }
 	go b.run()
@@ -126,6 +128,12 @@ func (b *Batcher) Enqueue(ctx context.Context, item *tes.IngestItem) (*Ticket, e
 	}
 	select {
 	case b.ch <- t:
+		if b.syncing.Load() > 0 && len(b.ch)+int(b.held.Load()) >= b.overlap {
+			select {
+			case b.filled <- struct{}{}:
+			default:
+			}
+		}
 		return t, nil
 	case <-ctx.Done():
 		b.pool.Put(t)
@@ -279,16 +287,18 @@ func (b *Batcher) run() {
 
 // awaitSync holds a batch of fewer than overlap items back while an earlier
 // batch's fsync runs (see DefaultOverlap): it returns when no fsync is
-// pending any more or overlap items have come, with what is queued then.
+// pending any more or overlap items wait, with what is queued then. It
+// does not take items as they come: at one report in flight per client,
+// that woke the committer for every report, which cost CPU the synchronous
+// writer did not spend (it slept in the fsync). Enqueue tells it instead
+// when the queue reaches overlap.
 func (b *Batcher) awaitSync(batch []*Ticket) []*Ticket {
-	for len(batch) < b.overlap && b.syncing.Load() > 0 {
+	b.held.Store(int64(len(batch)))
+	defer b.held.Store(0)
+	for len(batch)+len(b.ch) < b.overlap && b.syncing.Load() > 0 {
 		select {
-		case r, ok := <-b.ch:
-			if !ok {
-				return batch
-			}
-			batch = append(batch, r)
 		case <-b.synced: // re-check: the token may be an earlier fsync's
+		case <-b.filled:
 		}
 	}
 	return b.drain(batch)

@@ -242,10 +242,18 @@ type deferredStore struct {
 	items   int
 	release chan error    // one value per durable call
 	inFsync chan struct{} // told when a durable call begins
+	stop    chan struct{} // closed when the test ends: every durable fails
 }
 
-func newDeferredStore() *deferredStore {
-	return &deferredStore{release: make(chan error), inFsync: make(chan struct{}, 1)}
+// newDeferredBatcher returns a batcher with the given overlap over a new
+// deferredStore. When the test ends, pending fsyncs fail and the batcher
+// is closed, so that a failing test ends instead of hanging in Close.
+func newDeferredBatcher(t *testing.T, overlap int) (*deferredStore, *ingest.Batcher) {
+	d := &deferredStore{release: make(chan error), inFsync: make(chan struct{}, 1), stop: make(chan struct{})}
+	b := ingest.NewWithOverlap(d, quiet, overlap)
+	t.Cleanup(func() { b.Close() })
+	t.Cleanup(func() { close(d.stop) }) // runs first
+	return d, b
 }
 
 func (d *deferredStore) Ingest(context.Context, []*tes.IngestItem) error {
@@ -261,8 +269,17 @@ func (d *deferredStore) IngestDeferred(_ context.Context, items []*tes.IngestIte
 		it.Outcome = tes.OutcomeStored
 	}
 	return func() error {
-		d.inFsync <- struct{}{}
-		err := <-d.release
+		var err error
+		select {
+		case d.inFsync <- struct{}{}:
+			select {
+			case err = <-d.release:
+			case <-d.stop:
+				err = errors.New("test ended")
+			}
+		case <-d.stop:
+			err = errors.New("test ended")
+		}
 		d.mu.Lock()
 		d.events = append(d.events, fmt.Sprintf("durable: %v", err))
 		d.mu.Unlock()
@@ -274,6 +291,16 @@ func (d *deferredStore) committed() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.items
+}
+
+// waitCommitted waits until n items have committed, failing after 10s.
+func (d *deferredStore) waitCommitted(t *testing.T, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); d.committed() < n; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d items committed after 10s, want %d:\n%s", d.committed(), n, d.log())
+		}
+	}
 }
 
 func (d *deferredStore) log() string {
@@ -318,21 +345,15 @@ func noAck(t *testing.T, acked <-chan string, d time.Duration, when string) {
 // one fsync covers every batch committed before it, and an fsync failure is
 // an ERROR for every report it was to cover.
 func TestDeferredDurability(t *testing.T) {
-	d := newDeferredStore()
-	b := ingest.NewWithOverlap(d, quiet, 1)
-	defer b.Close()
+	d, b := newDeferredBatcher(t, 1)
 	acked := make(chan string, 8)
 
 	enqueueAll(t, b, acked, "first", 1)
 	<-d.inFsync // the first batch committed; its fsync is running
 	enqueueAll(t, b, acked, "second", 1)
-	for d.committed() < 2 { // it commits during the first fsync
-		time.Sleep(time.Millisecond)
-	}
+	d.waitCommitted(t, 2) // it commits during the first fsync
 	enqueueAll(t, b, acked, "third", 1)
-	for d.committed() < 3 {
-		time.Sleep(time.Millisecond)
-	}
+	d.waitCommitted(t, 3)
 	noAck(t, acked, 50*time.Millisecond, "before any fsync finished")
 	d.release <- nil // the first batch is durable
 	if a := <-acked; a != "first1" {
@@ -359,9 +380,7 @@ func TestDeferredDurability(t *testing.T) {
 // than the overlap wait for it and commit after it as one batch; as many as
 // the overlap commit at once.
 func TestFewItemsWaitForTheFsync(t *testing.T) {
-	d := newDeferredStore()
-	b := ingest.NewWithOverlap(d, quiet, 3)
-	defer b.Close()
+	d, b := newDeferredBatcher(t, 3)
 	acked := make(chan string, 16)
 
 	enqueueAll(t, b, acked, "a", 1)
@@ -372,9 +391,7 @@ func TestFewItemsWaitForTheFsync(t *testing.T) {
 		t.Fatalf("%d items committed while the fsync ran, want the first alone:\n%s", n, d.log())
 	}
 	enqueueAll(t, b, acked, "c", 1) // now three wait: they commit during the fsync
-	for d.committed() < 4 {
-		time.Sleep(time.Millisecond)
-	}
+	d.waitCommitted(t, 4)
 	d.release <- nil
 	<-d.inFsync
 	d.release <- nil
