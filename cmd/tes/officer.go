@@ -149,9 +149,9 @@ func runOfficer(ctx context.Context, env *Env, args []string) error {
 // single core with SQLite, unless the environment sets GOMAXPROCS;
 // otherwise Go's default.
 //
-// The SQLite writer commits with synchronous=FULL, and its fsync (0.3 ms
-// and more on a virtual disk) is a system call that keeps the writer's
-// processor (P) for as long as it lasts: Go hands a P stuck in a system
+// The SQLite store fdatasyncs its WAL after every commit, and that fsync
+// (0.3 ms and more on a virtual disk) is a system call that keeps its
+// goroutine's processor (P) for as long as it lasts: Go hands a P stuck in a system
 // call to other goroutines only once its monitor thread has seen it there
 // twice, and that thread's sleep between looks grows from 20 µs to 10 ms
 // while it finds nothing to do. With one P that stops the whole server

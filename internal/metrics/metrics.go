@@ -50,7 +50,7 @@ func New() *Metrics {
 	m.commitBatch = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "tes_commit_batch_size", Help: "Items per group commit.", Buckets: prometheus.ExponentialBuckets(1, 2, 11)})
 	m.commitTime = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name: "tes_commit_seconds", Help: "Duration of one group commit (the store's transaction incl. fsync).", Buckets: latencyBuckets})
+		Name: "tes_commit_seconds", Help: "Duration of one group commit, from its start to the end of the fsync that makes it durable.", Buckets: latencyBuckets})
 	m.commitFails = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "tes_commit_failures_total", Help: "Group commits that failed; their reports were answered ERROR."})
 	m.suites = &suitesCollector{}

@@ -4,8 +4,10 @@
 // One writer connection takes every write transaction (BEGIN IMMEDIATE, so a
 // transaction never has to upgrade a read lock and fail with SQLITE_BUSY),
 // while a pool of read-only connections serves the dashboards concurrently
-// from WAL snapshots. Every write is synchronous=FULL: a commit that Ingest
-// or Decide acknowledged survives a power cut.
+// from WAL snapshots. Every write is durable before it returns: the writer
+// runs synchronous=NORMAL and the store fdatasyncs the WAL itself
+// (walsync.go), so a commit that Ingest or Decide acknowledged survives a
+// power cut, and IngestDeferred lets the next batch commit during the fsync.
 //
 // Plates, locations and driver records are encrypted with internal/atrest;
 // rows are found by the HMAC plate key. The schema lives in numbered SQL
