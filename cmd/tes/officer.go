@@ -151,11 +151,11 @@ func runOfficer(ctx context.Context, env *Env, args []string) error {
 //
 // The SQLite store fdatasyncs its WAL after every commit, and that fsync
 // (0.3 ms and more on a virtual disk) is a system call that keeps its
-// goroutine's processor (P) for as long as it lasts: Go hands a P stuck in a system
-// call to other goroutines only once its monitor thread has seen it there
-// twice, and that thread's sleep between looks grows from 20 µs to 10 ms
-// while it finds nothing to do. With one P that stops the whole server
-// for every sync, with work queued: an officer alone on one core showed
+// goroutine's processor (P) for as long as it lasts: Go hands a P stuck in
+// a system call to other goroutines only once its monitor thread has seen
+// it there twice, and that thread's sleep between looks grows from 20 µs
+// to 10 ms while it finds nothing to do. With one P that stops the whole
+// server for every sync, with work queued: an officer alone on one core showed
 // 10% iowait on it in a sessions run and reached 64–66% of the RSA-OAEP
 // bound; with a second P the core stayed busy and it reached 74–80%.
 // With two cores or more the other Ps go on working, and one P more than
