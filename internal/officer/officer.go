@@ -287,6 +287,10 @@ func (s *Server) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case err = <-errc:
 		s.cfg.Log.Error("listener failed", "err", err)
+	case <-diskFailed(s.Store):
+		err = errors.New("the database could not be written to disk (the log has the error), so it refuses every write; " +
+			"tes stops so that a restart recovers it from what is on disk")
+		s.cfg.Log.Error("store failed", "err", err)
 	}
 	s.cfg.Log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -300,6 +304,16 @@ func (s *Server) Run(ctx context.Context) error {
 	s.shutdownTLS(sctx)
 	s.closeAll()
 	return err
+}
+
+// diskFailed is closed when the store can no longer make a write durable
+// (SQLite after a failed fsync); for a store without such a state it is
+// nil, which never delivers.
+func diskFailed(st tes.Store) <-chan struct{} {
+	if f, ok := st.(interface{ DiskFailed() <-chan struct{} }); ok {
+		return f.DiskFailed()
+	}
+	return nil
 }
 
 func (s *Server) closeAll() {

@@ -328,6 +328,12 @@ func (db *DB) commitTx(ctx context.Context, op string, fn func(tx *sql.Tx) error
 	return nil
 }
 
+// DiskFailed is closed once an fsync of the write-ahead log has failed.
+// From then on every write is refused, because Linux may have dropped the
+// pages it could not write: the process should stop, so that a restart
+// recovers the database from what is on disk (internal/officer does).
+func (db *DB) DiskFailed() <-chan struct{} { return db.wal.down }
+
 // durable returns once every commit made so far is on disk.
 func (db *DB) durable(op string) error {
 	if err := db.wal.sync(); err != nil {

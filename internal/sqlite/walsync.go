@@ -35,11 +35,14 @@ type walSyncer struct {
 	requested uint64 // sync calls so far (guarded by reqMu)
 	synced    uint64 // every call numbered up to this is durable
 	failed    error
+	down      chan struct{} // closed when failed is set
 
 	reqMu sync.Mutex
 }
 
-func newWALSyncer(dbPath string) *walSyncer { return &walSyncer{path: dbPath + "-wal"} }
+func newWALSyncer(dbPath string) *walSyncer {
+	return &walSyncer{path: dbPath + "-wal", down: make(chan struct{})}
+}
 
 // sync returns once every commit made before the call is durable.
 func (w *walSyncer) sync() error {
@@ -60,15 +63,21 @@ func (w *walSyncer) sync() error {
 	upTo := w.requested // each of these calls came after its commit
 	w.reqMu.Unlock()
 	if err := w.open(); err != nil {
-		w.failed = fmt.Errorf("sqlite: sync %s: %w", w.path, err)
-		return w.failed
+		return w.fail(fmt.Errorf("sqlite: sync %s: %w (writes are refused until tes restarts)", w.path, err))
 	}
 	if err := fdatasync(w.f); err != nil {
-		w.failed = fmt.Errorf("sqlite: sync %s: %w (writes are refused until tes restarts)", w.path, err)
-		return w.failed
+		return w.fail(fmt.Errorf("sqlite: sync %s: %w (writes are refused until tes restarts)", w.path, err))
 	}
 	w.synced = upTo
 	return nil
+}
+
+// fail records the first failure, which every later sync returns, and
+// closes down; w.mu is held.
+func (w *walSyncer) fail(err error) error {
+	w.failed = err
+	close(w.down)
+	return err
 }
 
 // open (re)opens the WAL file when it is not open or the path now names

@@ -21,6 +21,11 @@ func TestWALSyncer(t *testing.T) {
 		t.Fatal(err)
 	}
 	ino := w.ino
+	select {
+	case <-w.down:
+		t.Fatal("down is closed before any failure")
+	default:
+	}
 
 	// Replaced (SQLite only does so after its last connection closed):
 	// the next sync opens the new file.
@@ -58,5 +63,10 @@ func TestWALSyncer(t *testing.T) {
 	w.f = nil
 	if err := w.sync(); err == nil || !strings.Contains(err.Error(), "restarts") {
 		t.Fatalf("sync after a failed fsync = %v, want the same failure", err)
+	}
+	select {
+	case <-w.down:
+	default:
+		t.Fatal("down is not closed after a failed fsync")
 	}
 }
